@@ -1,0 +1,59 @@
+"""Outcome classes and verdicts (BRIEF section 4).
+
+A check *observes* one outcome class and *declares* the outcome(s) it expects; the verdict
+follows from the pair. Kept stdlib-only: this module is imported inside every matrix cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+
+
+class Outcome(str, Enum):
+    """What happened when a check drove the library."""
+
+    OK = "OK"
+    CLEAR_ERROR = "CLEAR_ERROR"  # a documented exception type with a message naming the problem
+    CRASH = "CRASH"  # unexpected exception type (AssertionError, bare KeyError, matmul shape ...)
+    SILENT_NOOP = "SILENT_NOOP"  # the call was accepted and changed nothing
+    DROPPED_KEYS = "DROPPED_KEYS"  # some checkpoint keys had no effect and no warning
+    WRONG_RESULT = "WRONG_RESULT"  # an effect, but not the one the reference predicts
+    STALE_STATE = "STALE_STATE"  # state from an earlier step leaked into a later one
+    INPUT_MUTATED = "INPUT_MUTATED"  # the caller's dict / tensors were changed
+    TIMEOUT = "TIMEOUT"
+    UNSUPPORTED = "UNSUPPORTED"  # the API does not exist in this version (grey, not red)
+    HARNESS_ERROR = "HARNESS_ERROR"  # our bug; never reported as a library finding
+    UNCLEAR_ERROR = "UNCLEAR_ERROR"  # an expected exception type whose message names nothing
+    NOT_RUN = "NOT_RUN"  # this environment lacks a prerequisite (e.g. CUDA, a real checkpoint)
+    INSTALL_FAILED = "INSTALL_FAILED"  # cell-level: the environment could not be built
+
+
+class Verdict(str, Enum):
+    PASS = "pass"
+    REGRESSION = "regression"
+    UNSUPPORTED = "unsupported"
+    HARNESS_ERROR = "harness-error"
+    SKIPPED = "skipped"
+
+
+#: Outcomes that are never a statement about the library under test.
+NEUTRAL = {
+    Outcome.UNSUPPORTED: Verdict.UNSUPPORTED,
+    Outcome.HARNESS_ERROR: Verdict.HARNESS_ERROR,
+    Outcome.NOT_RUN: Verdict.SKIPPED,
+}
+
+
+def verdict_for(expected: Iterable[Outcome], observed: Outcome) -> Verdict:
+    """Pass when the observation is one of the expected outcomes, else regression.
+
+    UNSUPPORTED, NOT_RUN and HARNESS_ERROR keep their own verdicts unless explicitly
+    expected, so a missing API is grey and our own bugs never masquerade as regressions.
+    """
+    expected = set(expected)
+    if observed in expected:
+        return Verdict.PASS
+    if observed in NEUTRAL:
+        return NEUTRAL[observed]
+    return Verdict.REGRESSION
