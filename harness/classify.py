@@ -111,6 +111,10 @@ def outcome_of(exc: BaseException | None) -> tuple[Outcome, str]:
     """Map whatever ended a check (None when it returned) to an outcome and a reason."""
     if exc is None:
         return Outcome.OK, ""
+    if isinstance(exc, BaseExceptionGroup):  # hypothesis reports several distinct failures
+        outcomes = [outcome_of(sub) for sub in exc.exceptions]
+        findings = [o for o in outcomes if o[0] is not Outcome.HARNESS_ERROR]
+        return (findings or outcomes)[0]
     if isinstance(exc, Unsupported):
         return Outcome.UNSUPPORTED, str(exc)
     if isinstance(exc, NotRun):

@@ -7,10 +7,10 @@ follows from the pair. Kept stdlib-only: this module is imported inside every ma
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What happened when a check drove the library."""
 
     OK = "OK"
@@ -29,7 +29,7 @@ class Outcome(str, Enum):
     INSTALL_FAILED = "INSTALL_FAILED"  # cell-level: the environment could not be built
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PASS = "pass"
     REGRESSION = "regression"
     UNSUPPORTED = "unsupported"

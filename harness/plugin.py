@@ -8,6 +8,7 @@ That keeps the terminal honest while the *records* are the data the report reads
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -21,7 +22,7 @@ import pytest
 from harness.check import CheckContext
 from harness.classify import CheckTimeout, LibraryError, outcome_of
 from harness.outcomes import Outcome, Verdict, verdict_for
-from harness.records import CheckRecord, write_record
+from harness.records import CheckRecord, append_line, write_record
 from harness.versions import default_cell_name, installed_versions
 
 RESULTS_ENV = "ADAPTER_COMPAT_RESULTS"
@@ -78,6 +79,8 @@ class _Session:
         self.timeout = config.getoption("--compat-check-timeout")
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         self._device: str | None = None
+        self.started = 0.0
+        self.import_s: float | None = None
 
     @property
     def device(self) -> str:
@@ -102,7 +105,40 @@ _SESSION_KEY = pytest.StashKey[_Session]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_SESSION_KEY] = _Session(config)
+    session = _Session(config)
+    config.stash[_SESSION_KEY] = session
+    session.started = time.perf_counter()
+    if session.results and _is_main_process(config):
+        # Import once here so the cell's timing splits into import vs suite seconds.
+        begin = time.perf_counter()
+        try:
+            import diffusers  # noqa: F401
+            import torch  # noqa: F401
+        except Exception:  # noqa: BLE001 - the checks themselves will report a broken import
+            pass
+        session.import_s = time.perf_counter() - begin
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is None or not session.results or session.import_s is None:
+        return
+    total = time.perf_counter() - session.started
+    line = {
+        "kind": "session",
+        "cell": session.cell,
+        "import": round(session.import_s, 3),
+        "suite": round(total - session.import_s, 3),
+        "schema": 1,
+    }
+    append_line(session.results, json.dumps(line))
+
+
+def _is_main_process(config: pytest.Config) -> bool:
+    """Not an xdist worker, and not an xdist controller (which imports nothing itself)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    return not getattr(config.option, "numprocesses", None)
 
 
 def _session(config: pytest.Config) -> _Session:

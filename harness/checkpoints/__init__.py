@@ -1,0 +1,1 @@
+"""Writers of synthetic adapter checkpoints (formats as data)."""

@@ -1,0 +1,1 @@
+"""Independent reference oracles: expected effects computed from checkpoints alone."""

@@ -1,0 +1,141 @@
+"""Drive many cells at once: each cell is a ``nox -s cell-...`` child process.
+
+Nox owns the venvs (one per cell, reused while the lock is unchanged); this module adds
+what a long matrix needs: parallel jobs sized to the machine, a progress line per finished
+cell, a per-cell log file, an outer wall-clock limit that also covers a hung install, and
+a cell record for every way a child can end, so the report always has every column.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import cellenv
+from harness.matrix import ROOT, Cell
+from harness.records import CellRecord, read_records, write_record
+
+#: Added to the in-cell pytest timeout to cover venv creation and install.
+INSTALL_ALLOWANCE_S = 600.0
+
+
+@dataclass
+class CellOutcome:
+    cell: Cell
+    status: str
+    seconds: float
+    verdicts: Counter = field(default_factory=Counter)
+    message: str = ""
+
+
+def default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def nox_command(cell: Cell, pytest_args: Sequence[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"),
+        "-s", cell.name, "--", *pytest_args,
+    ]  # fmt: skip
+
+
+def summarize(results: Path) -> tuple[str, Counter, str]:
+    """Cell status, verdict counts and message from a cell's results file."""
+    verdicts: Counter = Counter()
+    status, message = "crashed", "no cell record was written"
+    if results.exists():
+        for record in read_records([results]):
+            if record.get("kind") == "check":
+                verdicts[record.get("verdict", "?")] += 1
+            elif record.get("kind") == "cell":
+                status, message = record.get("status", "?"), record.get("message", "")
+    return status, verdicts, message
+
+
+def run_one(cell: Cell, pytest_args: Sequence[str], timeout: float, threads: int) -> CellOutcome:
+    log = cellenv.log_path(cell)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    results = cellenv.results_path(cell)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    env.setdefault("MKL_NUM_THREADS", str(threads))
+    env["ADAPTER_COMPAT_CELL_TIMEOUT"] = str(timeout)
+    begin = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as handle:
+        proc = subprocess.Popen(
+            nox_command(cell, pytest_args),
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=timeout + INSTALL_ALLOWANCE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            write_record(
+                results,
+                CellRecord(
+                    cell=cell.name,
+                    status="timeout",
+                    message="cell (install + suites) exceeded its wall-clock limit",
+                ),
+            )
+    seconds = time.perf_counter() - begin
+    status, verdicts, message = summarize(results)
+    if status == "crashed" and message == "no cell record was written":
+        # nox itself failed before the cell could record anything (bad venv, missing python)
+        write_record(
+            results,
+            CellRecord(
+                cell=cell.name,
+                status="crashed",
+                message=f"nox exited with {proc.returncode}; see {log}",
+            ),
+        )
+    return CellOutcome(cell, status, seconds, verdicts, message)
+
+
+def run_matrix(
+    cells: Sequence[Cell],
+    pytest_args: Sequence[str] = (),
+    jobs: int | None = None,
+    timeout: float = 1800.0,
+    progress: Callable[[str], None] = print,
+) -> list[CellOutcome]:
+    """Run cells ``jobs`` at a time; returns one outcome per cell, in matrix order."""
+    jobs = max(1, min(jobs or default_jobs(), len(cells) or 1))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    progress(f"running {len(cells)} cell(s), {jobs} at a time; logs in {cellenv.LOGS_DIR}")
+    done: dict[str, CellOutcome] = {}
+    lock = threading.Lock()
+    begin = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_one, c, pytest_args, timeout, threads): c for c in cells}
+        for future in as_completed(futures):
+            outcome = future.result()
+            with lock:
+                done[outcome.cell.name] = outcome
+                progress(
+                    _progress_line(len(done), len(cells), outcome, time.perf_counter() - begin)
+                )
+    return [done[c.name] for c in cells]
+
+
+def _progress_line(index: int, total: int, outcome: CellOutcome, elapsed: float) -> str:
+    counts = ", ".join(f"{n} {v}" for v, n in sorted(outcome.verdicts.items())) or "no checks"
+    tail = f" - {outcome.message}" if outcome.message and outcome.status != "ok" else ""
+    return (
+        f"[{index:>2}/{total}] {outcome.cell.name:<24} {outcome.status:<14} "
+        f"{counts} ({outcome.seconds:.1f} s, {elapsed:.0f} s elapsed){tail}"
+    )

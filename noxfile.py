@@ -1,0 +1,149 @@
+"""Nox sessions: one venv per matrix cell, plus the matrix driver, report, tests, lint, bench.
+
+    nox                        default cells (oldest, middle, newest) in parallel, then report
+    nox -l                     list sessions (one per cell)
+    nox -s cell-0.30.3 -- -k lora     one cell; posargs go to pytest
+    nox -s matrix              all 17 cells (ADAPTER_COMPAT_CELLS / ADAPTER_COMPAT_JOBS), report
+    nox -s report              rebuild reports/latest from reports/results
+    nox -s tests               the harness's own self-tests (what CI runs)
+
+Torch axis: ADAPTER_COMPAT_TORCH=local (default; local wheel, else the interpreter's
+torch), system (GPU runners: reuse the preinstalled CUDA torch), or versions "2.13.0,2.5.1".
+Offline: ADAPTER_COMPAT_WHEELHOUSE=DIR installs from DIR only (see `adapter-compat wheelhouse`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import cellenv, matrix  # noqa: E402
+from harness.records import CellRecord, write_record  # noqa: E402
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["default"]
+
+PYTHON = matrix.matrix_data()["python"]
+OUTER_DEPS = ["jinja2>=3.1", "packaging>=23", "nox", "uv"]
+TEST_DEPS = ["pytest", "hypothesis", "pytest-xdist"]
+
+
+def _cells() -> list[matrix.Cell]:
+    try:
+        return matrix.all_cells()
+    except Exception as exc:  # noqa: BLE001 - `nox -l` must still work without a torch
+        print(f"adapter-compat: {exc}; cell sessions are not available", file=sys.stderr)
+        return []
+
+
+def install_cell(session: nox.Session, cell: matrix.Cell) -> float:
+    """Install the cell's lock + torch unless the venv's stamp says it is current.
+
+    Returns the seconds spent; a failure is recorded as INSTALL_FAILED and ends the session.
+    """
+    begin = time.perf_counter()
+    venv = session.virtualenv.location
+    if not cellenv.stamp_matches(venv, cell):
+        try:
+            session.install(*cellenv.install_args(cell), silent=True)
+        except nox.command.CommandFailed as exc:
+            record = CellRecord(
+                cell=cell.name,
+                status="install_failed",
+                message=f"installing {cell.lock_file.name} failed: {exc.reason or exc}",
+                versions={"diffusers": cell.diffusers, "torch": cell.torch.version},
+                duration_s=round(time.perf_counter() - begin, 3),
+                started_at=time.time(),
+            )
+            results = cellenv.results_path(cell)
+            results.unlink(missing_ok=True)
+            write_record(results, record)
+            session.error(f"{cell.name}: install failed (recorded in {results})")
+        cellenv.write_stamp(venv, cell)
+    return time.perf_counter() - begin
+
+
+def make_cell_session(cell: matrix.Cell):
+    def cell_session(session: nox.Session) -> None:
+        install_s = install_cell(session, cell)
+        session.run(
+            "python", "-m", "harness.cellrun",
+            "--cell", cell.name,
+            "--results", str(cellenv.results_path(cell)),
+            "--install-seconds", f"{install_s:.3f}",
+            "--", *session.posargs,
+        )  # fmt: skip
+
+    cell_session.__doc__ = f"diffusers {cell.diffusers} x torch {cell.torch.label}"
+    return cell_session
+
+
+for _cell in _cells():
+    nox.session(
+        make_cell_session(_cell),
+        name=_cell.name,
+        python=PYTHON,
+        venv_params=cellenv.venv_params(_cell),
+        tags=["cell"],
+        default=False,
+        allow_parallel=True,
+    )
+
+
+def _drive(session: nox.Session, selector: str) -> None:
+    """Run the selected cells in parallel (each a `nox -s cell-...` child), then report."""
+    session.install(*OUTER_DEPS, "-e", ".", silent=True)
+    selector = os.environ.get("ADAPTER_COMPAT_CELLS", selector)
+    session.run("adapter-compat", "run", "--cells", selector, "--", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def default(session: nox.Session) -> None:
+    """Default cells (oldest, middle, newest), then reports/latest/compat.html."""
+    _drive(session, "default")
+
+
+@nox.session(python=PYTHON, default=False, name="matrix")
+def full_matrix(session: nox.Session) -> None:
+    """Every cell of the matrix (ADAPTER_COMPAT_CELLS narrows it), then the report."""
+    _drive(session, "all")
+
+
+@nox.session(python=PYTHON, default=False)
+def report(session: nox.Session) -> None:
+    """Rebuild the report from reports/results/*.jsonl into reports/runs/<ts>, update latest."""
+    session.install(*OUTER_DEPS, "-e", ".", silent=True)
+    session.run("adapter-compat", "report", str(cellenv.RESULTS_DIR), "--latest", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def tests(session: nox.Session) -> None:
+    """The harness's self-tests, in the newest cell's environment (what .ci/run calls)."""
+    newest = matrix.select_cells(matrix.known_versions()[-1])[0]
+    install_cell(session, newest)
+    session.install(*OUTER_DEPS, *TEST_DEPS, silent=True)
+    session.install("-e", ".", "--no-deps", silent=True)
+    args = session.posargs or ["-n", os.environ.get("ADAPTER_COMPAT_TEST_JOBS", "2")]
+    session.run("pytest", "tests", "-p", "no:cacheprovider", *args, env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session(python=PYTHON, default=False)
+def lint(session: nox.Session) -> None:
+    """ruff check + format check."""
+    session.install("ruff", silent=True)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Per-cell install / import / suite seconds and whole-matrix wall time."""
+    session.install(*OUTER_DEPS, "-e", ".", silent=True)
+    session.run("python", "-m", "harness.bench", *session.posargs)
