@@ -128,20 +128,22 @@ def find_links_dirs() -> list[str]:
 _TORCH_WHEEL = re.compile(r"^torch-(?P<version>[^-]+)-cp(?P<py>\d+)-")
 
 
-def local_torch_wheel() -> TorchSpec | None:
-    """The newest torch wheel for this Python in a find-links folder, if any."""
+def local_torch_wheels() -> list[TorchSpec]:
+    """Torch wheels for this Python in the find-links folders, newest first."""
     py = f"{sys.version_info.major}{sys.version_info.minor}"
-    best: tuple[tuple[int, ...], TorchSpec] | None = None
+    found = []
     for folder in find_links_dirs():
         for wheel in Path(folder).glob("torch-*.whl"):
             match = _TORCH_WHEEL.match(wheel.name)
-            if not match or match.group("py") != py:
-                continue
-            version = match.group("version")
-            key = version_tuple(version)
-            if best is None or key > best[0]:
-                best = (key, TorchSpec("wheel", version, folder))
-    return best[1] if best else None
+            if match and match.group("py") == py:
+                found.append(TorchSpec("wheel", match.group("version"), folder))
+    return sorted(found, key=lambda spec: version_tuple(spec.version), reverse=True)
+
+
+def local_torch_wheel() -> TorchSpec | None:
+    """The newest local torch wheel, if any."""
+    wheels = local_torch_wheels()
+    return wheels[0] if wheels else None
 
 
 def system_torch_version() -> str | None:
@@ -179,9 +181,9 @@ def resolve_torch(value: str | None = None) -> TorchSpec:
         raise UsageError(
             f"unknown torch axis value {value!r}: use 'local', 'system' or a version like 2.5.1"
         )
-    local = local_torch_wheel()
-    if local is not None and local.version.split("+")[0] == value.split("+")[0]:
-        return local
+    for local in local_torch_wheels():
+        if local.version.split("+")[0] == value.split("+")[0]:
+            return local
     return TorchSpec("index", value)
 
 

@@ -81,5 +81,5 @@ def refresh(cells: Iterable[Cell], log=print) -> list[Path]:
             )
             cell.lock_file.write_text(header + out.read_text())
             written.append(cell.lock_file)
-            log(f"[{cell.name}] wrote {cell.lock_file.relative_to(LOCK_DIR.parent.parent.parent)}")
+            log(f"[{cell.name}] wrote {cell.lock_file}")
     return written

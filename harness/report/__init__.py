@@ -1,0 +1,162 @@
+"""Merge check records from every cell into compat.json / compat.md / compat.html.
+
+``write_report`` is the one entry point (the CLI's ``report`` command and the noxfile call
+it). Runs in the outer environment: needs jinja2 and packaging, never torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.report.model import ReportModel, build_model, load_model
+from harness.report.render_html import render_html
+from harness.report.render_json import render_json
+from harness.report.render_md import render_markdown
+
+__all__ = [
+    "REPORT_FILES",
+    "ReportModel",
+    "build_model",
+    "default_run_dir",
+    "load_model",
+    "update_latest_pointer",
+    "write_report",
+]
+
+#: Files a report folder holds, in the order they are written.
+REPORT_FILES = ("compat.json", "compat.md", "compat.html")
+
+#: Folder name of the "newest run" pointer under the reports root.
+LATEST = "latest"
+
+
+def write_report(
+    result_paths: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] | None,
+    update_latest: bool,
+    reports_root: Path = Path("reports"),
+) -> Path:
+    """Read RESULTS (files or folders of ``*.jsonl``), write the three report files into
+    ``out_dir`` (default ``<reports_root>/runs/<UTC YYYYmmdd-HHMMSS>/``) and, when asked,
+    point ``<reports_root>/latest`` at it. Returns the folder written.
+
+    Raises :class:`~harness.errors.UsageError` for a missing RESULTS path, RESULTS without
+    records, or an output folder that cannot be created or written.
+    """
+    result_paths = list(result_paths)
+    model = load_model(result_paths)
+    reports_root = Path(reports_root)
+    out = Path(out_dir) if out_dir is not None else default_run_dir(reports_root)
+    _write_files(model, out)
+    _archive_inputs(result_paths, out)
+    if update_latest:
+        update_latest_pointer(out, reports_root)
+    return out
+
+
+def _archive_inputs(result_paths: list[str | os.PathLike[str]], out: Path) -> None:
+    """Keep the raw records next to the report, so a later run can diff against them even
+    after ``reports/results`` has been overwritten by the next matrix run."""
+    from harness.report.model import expand_inputs
+
+    archive = out / "results"
+    for path in expand_inputs(result_paths):
+        if path.resolve().parent == archive.resolve():
+            continue
+        archive.mkdir(exist_ok=True)
+        shutil.copy2(path, archive / path.name)
+
+
+def default_run_dir(reports_root: Path, now: float | None = None) -> Path:
+    """``<root>/runs/<UTC timestamp>``; a ``-2``, ``-3``... suffix when two reports land in
+    the same second, so an earlier run is never overwritten."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    base = Path(reports_root) / "runs" / stamp
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{stamp}-{n}")
+    return candidate
+
+
+def _write_files(model: ReportModel, out: Path) -> None:
+    """Render everything first, then write: a render bug must not leave half a folder."""
+    texts = {
+        "compat.json": render_json(model),
+        "compat.md": render_markdown(model),
+        "compat.html": render_html(model),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create output folder {str(out)!r}: {exc.strerror or exc}; pass --out "
+            "with a folder you can write to"
+        ) from exc
+    if not out.is_dir():
+        raise UsageError(
+            f"output path {str(out)!r} is not a folder; pass --out with a folder you can write to"
+        )
+    for name in REPORT_FILES:
+        target = out / name
+        tmp = out / f".{name}.tmp-{os.getpid()}"
+        try:
+            tmp.write_text(texts[name], encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UsageError(
+                f"cannot write {str(target)!r}: {exc.strerror or exc}; pass --out with a "
+                "folder you can write to"
+            ) from exc
+
+
+def update_latest_pointer(out: Path, reports_root: Path) -> Path:
+    """Make ``<root>/latest`` a relative symlink to ``out``, swapped in atomically (a
+    reader never sees it missing). Where symlinks are unavailable, copy the files instead."""
+    reports_root = Path(reports_root)
+    latest = reports_root / LATEST
+    try:
+        reports_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create reports folder {str(reports_root)!r}: {exc.strerror or exc}"
+        ) from exc
+    tmp = reports_root / f".{LATEST}.tmp-{os.getpid()}"
+    _remove(tmp)
+    try:
+        target = os.path.relpath(out.resolve(), reports_root.resolve())
+        os.symlink(target, tmp, target_is_directory=True)
+    except (OSError, ValueError, NotImplementedError):
+        _copy_latest(out, latest, tmp)
+        return latest
+    try:
+        if latest.is_dir() and not latest.is_symlink():
+            shutil.rmtree(latest)  # an earlier copy fallback left a real folder
+        os.replace(tmp, latest)
+    except OSError as exc:
+        _remove(tmp)
+        raise UsageError(f"cannot update {str(latest)!r}: {exc.strerror or exc}") from exc
+    return latest
+
+
+def _copy_latest(out: Path, latest: Path, tmp: Path) -> None:
+    try:
+        shutil.copytree(out, tmp)
+        _remove(latest)
+        os.replace(tmp, latest)
+    except OSError as exc:
+        _remove(tmp)
+        raise UsageError(f"cannot update {str(latest)!r}: {exc.strerror or exc}") from exc
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

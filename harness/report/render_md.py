@@ -1,0 +1,284 @@
+"""``compat.md``: the grid as GitHub-flavoured Markdown, ready to paste into an issue.
+
+GitHub rejects issue bodies over 65,536 characters, so the renderer degrades in steps
+(all rows -> rows with a non-pass result -> rows with a regression or harness error ->
+truncated) and says at the top which step it took. Everything from records is escaped:
+a message is data, never markup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import __version__
+from harness.outcomes import Verdict
+from harness.report.model import (
+    LEGEND,
+    STATE_MISSING,
+    SYMBOLS,
+    Cell,
+    CheckRow,
+    ReportModel,
+)
+
+#: GitHub's limit on an issue/comment body.
+MAX_CHARS = 65_536
+
+_FINDINGS = {Verdict.REGRESSION.value, Verdict.HARNESS_ERROR.value}
+_MESSAGE_CHARS = 300
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}<>|#!~&])")
+
+
+def symbol(state: str) -> str:
+    return SYMBOLS.get(state, "?")
+
+
+def escape(text: object, limit: int | None = None) -> str:
+    """Plain text safe inside a table cell or list item: one line, no markup."""
+    flat = " ".join(str(text).split())
+    if limit is not None and len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return _MD_SPECIAL.sub(r"\\\1", flat)
+
+
+def code(text: object) -> str:
+    """An identifier in a code span when that is safe, else escaped plain text."""
+    flat = " ".join(str(text).split())
+    if "`" in flat or "<" in flat or "&" in flat:
+        return escape(flat)
+    piped = flat.replace("|", "\\|")
+    return f"`{piped}`"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _has_non_pass_result(row: CheckRow) -> bool:
+    return any(r.verdict != Verdict.PASS.value for r in row.results.values())
+
+
+def _has_finding(row: CheckRow) -> bool:
+    return any(r.verdict in _FINDINGS for r in row.results.values())
+
+
+#: Degradation steps: (name, row filter, note shown at the top).
+_MODES: list[tuple[str, Callable[[CheckRow], bool], str]] = [
+    ("full", lambda row: True, ""),
+    (
+        "non-pass",
+        _has_non_pass_result,
+        "The full grid exceeds GitHub's 65,536-character limit: only rows with a non-pass "
+        "result are shown; see compat.html / compat.json for everything.",
+    ),
+    (
+        "findings",
+        _has_finding,
+        "The full grid exceeds GitHub's 65,536-character limit: only rows with a regression "
+        "or harness error are shown; see compat.html / compat.json for everything.",
+    ),
+]
+
+
+def render_markdown(model: ReportModel, max_chars: int = MAX_CHARS) -> str:
+    """The report, within ``max_chars`` (summarised, and saying so, when needed)."""
+    for _name, keep, note in _MODES:
+        text = _render(model, keep, note, budget=None)
+        if len(text) <= max_chars:
+            return text
+    _name, keep, note = _MODES[-1]
+    return _render(model, keep, note + " Some rows were cut to fit.", budget=max_chars)
+
+
+def write_markdown(model: ReportModel, path: Path) -> None:
+    path.write_text(render_markdown(model), encoding="utf-8")
+
+
+# -- sections ------------------------------------------------------------------------------
+class _Out:
+    """Line collector that stops accepting optional lines once a budget is reached."""
+
+    def __init__(self, budget: int | None) -> None:
+        # Reserve room for the closing lines (omission notes, legend, findings header).
+        self.budget = None if budget is None else budget - 4000
+        self.lines: list[str] = []
+        self.size = 0
+
+    def add(self, line: str = "") -> None:
+        self.lines.append(line)
+        self.size += len(line) + 1
+
+    def fits(self, line: str) -> bool:
+        return self.budget is None or self.size + len(line) + 1 <= self.budget
+
+    def text(self) -> str:
+        return "\n".join(self.lines).rstrip() + "\n"
+
+
+def _render(
+    model: ReportModel, keep: Callable[[CheckRow], bool], note: str, budget: int | None
+) -> str:
+    out = _Out(budget)
+    labels = model.column_labels()
+    totals = model.totals()
+    out.add("# adapter-compat compatibility report")
+    out.add()
+    out.add(
+        f"Generated {escape(model.generated_at)} by adapter-compat {__version__} from "
+        f"{len(model.inputs)} record file(s): **{len(model.checks)} checks × "
+        f"{len(model.cells)} cells**, {totals.get('regression', 0)} ❌ regression(s), "
+        f"{totals.get('harness-error', 0)} ⚠️ harness error(s), "
+        f"{sum(1 for c in model.cells if c.failed)} 💥 failed cell(s)."
+    )
+    out.add()
+    if note:
+        out.add(f"> **Note:** {note}")
+        out.add()
+    for warning in model.warnings[:20]:
+        out.add(f"> ⚠️ {escape(warning, 300)}")
+    if model.warnings:
+        out.add()
+    _summary_table(out, model)
+    _legend(out)
+    _failed_cells(out, model)
+    for suite in model.suites:
+        _suite_grid(out, model, suite, keep, labels)
+    _findings(out, model, labels)
+    return out.text()
+
+
+def _summary_table(out: _Out, model: ReportModel) -> None:
+    summary = model.summary()
+    out.add("## Cells")
+    out.add()
+    heads = ["cell", "diffusers", "torch", "status"]
+    heads += [f"{symbol(v)} {v}" for v in (*SYMBOLS.keys(),) if v != STATE_MISSING]
+    heads += ["time"]
+    out.add("| " + " | ".join(heads) + " |")
+    out.add("|" + "---|" * 4 + "--:|" * (len(heads) - 5) + "--:|")
+    for cell in model.cells:
+        counts = summary[cell.name]
+        status = f"💥 {escape(cell.status)}" if cell.failed else escape(cell.status)
+        row = [
+            code(cell.name),
+            escape(cell.diffusers or "?"),
+            escape(cell.torch or "?"),
+            status,
+        ]
+        row += [str(counts.get(v, 0)) for v in SYMBOLS if v != STATE_MISSING]
+        row += [f"{cell.duration_s:.1f} s" if cell.duration_s else ""]
+        out.add("| " + " | ".join(row) + " |")
+    out.add()
+
+
+def _legend(out: _Out) -> None:
+    items = " · ".join(f"{symbol(k)} {text}" for k, text in LEGEND.items())
+    out.add(f"**Legend:** {items}.")
+    out.add()
+    out.add(
+        "**first pass** = lowest diffusers version where the check passes; "
+        "**first regression** = first version (ascending) where it is a regression after "
+        "having passed at an earlier version."
+    )
+    out.add()
+
+
+def _failed_cells(out: _Out, model: ReportModel) -> None:
+    failed = [c for c in model.cells if c.failed]
+    if not failed:
+        return
+    out.add("## Failed cells")
+    out.add()
+    for cell in failed:
+        message = escape(cell.message, _MESSAGE_CHARS) or "(no message)"
+        out.add(f"- 💥 {code(cell.name)} ({escape(cell.status)}): {message}")
+    out.add()
+
+
+def _grid_header(cells: list[Cell], labels: dict[str, str]) -> list[str]:
+    heads = ["check"]
+    for cell in cells:
+        label = escape(labels[cell.name])
+        heads.append(f"{label} 💥" if cell.failed else label)
+    heads += ["first pass", "first regression"]
+    return [
+        "| " + " | ".join(heads) + " |",
+        "|---|" + ":-:|" * len(cells) + "---|---|",
+    ]
+
+
+def _grid_row(row: CheckRow, cells: list[Cell]) -> str:
+    parts = [code(row.check_id)]
+    parts += [symbol(row.state(cell)) for cell in cells]
+    parts.append(escape(row.first_pass) if row.first_pass else "—")
+    parts.append(f"❌ {escape(row.first_regression)}" if row.first_regression else "—")
+    return "| " + " | ".join(parts) + " |"
+
+
+def _suite_grid(
+    out: _Out,
+    model: ReportModel,
+    suite: str,
+    keep: Callable[[CheckRow], bool],
+    labels: dict[str, str],
+) -> None:
+    rows = model.checks_in(suite)
+    shown = [row for row in rows if keep(row)]
+    out.add(f"## Suite {code(suite)} ({_n(len(rows), 'check')})")
+    out.add()
+    if not shown:
+        out.add(f"All {len(rows)} checks are hidden by the summary filter above.")
+        out.add()
+        return
+    for line in _grid_header(model.cells, labels):
+        out.add(line)
+    cut = 0
+    for row in shown:
+        line = _grid_row(row, model.cells)
+        if cut or not out.fits(line):
+            cut += 1
+            continue
+        out.add(line)
+    out.add()
+    hidden = len(rows) - len(shown)
+    if hidden:
+        out.add(f"{hidden} row(s) hidden by the summary filter.")
+        out.add()
+    if cut:
+        out.add(f"{cut} more row(s) cut to stay under GitHub's size limit.")
+        out.add()
+
+
+def _findings(out: _Out, model: ReportModel, labels: dict[str, str]) -> None:
+    """One line per regression / harness error: what to paste into a bug report."""
+    lines: list[str] = []
+    for row in model.checks:
+        for cell in model.cells:
+            result = row.results.get(cell.name)
+            if result is None or result.verdict not in _FINDINGS:
+                continue
+            exc = f"{code(result.exc_type)}: " if result.exc_type else ""
+            expected = ", ".join(result.expected) or "?"
+            lines.append(
+                f"- {symbol(result.verdict)} {code(row.check_id)} @ {escape(labels[cell.name])}: "
+                f"observed {code(result.observed)}, expected {code(expected)} — "
+                f"{exc}{escape(result.message, _MESSAGE_CHARS)}"
+            )
+    if not lines:
+        return
+    out.add("## Regressions and harness errors")
+    out.add()
+    out.add(f"<details><summary>{len(lines)} finding(s)</summary>")
+    out.add()
+    cut = 0
+    for line in lines:
+        if cut or not out.fits(line):
+            cut += 1
+            continue
+        out.add(line)
+    if cut:
+        out.add(f"- … {cut} more cut to stay under GitHub's size limit (see compat.json)")
+    out.add()
+    out.add("</details>")
