@@ -12,7 +12,8 @@ from pathlib import Path
 
 from harness.matrix import ROOT, WHEELHOUSE_ENV, Cell, find_links_dirs
 
-REPORTS = ROOT / "reports"
+#: ``ADAPTER_COMPAT_REPORTS`` moves results, logs and reports elsewhere (self-tests, CI).
+REPORTS = Path(os.environ.get("ADAPTER_COMPAT_REPORTS", ROOT / "reports"))
 RESULTS_DIR = REPORTS / "results"
 LOGS_DIR = REPORTS / "logs"
 STAMP_NAME = ".adapter-compat-stamp"

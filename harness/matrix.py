@@ -21,7 +21,8 @@ from harness.errors import UsageError
 from harness.versions import version_tuple
 
 ROOT = Path(__file__).resolve().parent.parent
-MATRIX_DIR = ROOT / "fixtures" / "matrix"
+#: ``ADAPTER_COMPAT_MATRIX_DIR`` swaps in another cells.json + locks/ (self-tests, forks).
+MATRIX_DIR = Path(os.environ.get("ADAPTER_COMPAT_MATRIX_DIR", ROOT / "fixtures" / "matrix"))
 CELLS_FILE = MATRIX_DIR / "cells.json"
 LOCK_DIR = MATRIX_DIR / "locks"
 

@@ -41,8 +41,10 @@ def default_jobs() -> int:
 
 
 def nox_command(cell: Cell, pytest_args: Sequence[str]) -> list[str]:
+    envdir = os.environ.get("ADAPTER_COMPAT_ENVDIR")  # where cell venvs live (default .nox)
     return [
         sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"),
+        *(["--envdir", envdir] if envdir else []),
         "-s", cell.name, "--", *pytest_args,
     ]  # fmt: skip
 

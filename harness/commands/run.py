@@ -50,15 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from harness.report import write_report
 
-        out = write_report(
-            [
-                cellenv.results_path(o.cell)
-                for o in outcomes
-                if cellenv.results_path(o.cell).exists()
-            ],
-            None,
-            update_latest=True,
-        )
+        paths = [cellenv.results_path(o.cell) for o in outcomes]
+        existing = [p for p in paths if p.exists()]
+        out = write_report(existing, None, update_latest=True, reports_root=cellenv.REPORTS)
         print(f"report: {out / 'compat.html'}")
     failed = [o for o in outcomes if o.status not in ("ok", "empty")]
     return 1 if failed else 0

@@ -1,0 +1,57 @@
+"""End to end through nox: a deliberately broken pin fails its cell only; the other cell
+runs and the report is still written with both columns."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from harness import matrix
+
+CONFTEST = '''
+import pytest
+pytest_plugins = ["harness.plugin"]
+
+@pytest.fixture(autouse=True)
+def _check(compat):
+    return compat
+'''
+
+
+@pytest.mark.skipif(shutil.which("uv") is None, reason="nox's uv backend needs uv")
+def test_broken_pin_is_recorded_and_the_matrix_goes_on(tmp_path):
+    data = json.loads(matrix.CELLS_FILE.read_text())
+    good, broken = data["cells"][-1], data["cells"][-2]
+    data["cells"], data["default_cells"] = [broken, good], [broken["diffusers"], good["diffusers"]]
+    mdir = tmp_path / "matrix"
+    (mdir / "locks").mkdir(parents=True)
+    (mdir / "cells.json").write_text(json.dumps(data))
+    shutil.copy(matrix.LOCK_DIR / f"{good['diffusers']}.txt", mdir / "locks")
+    (mdir / "locks" / f"{broken['diffusers']}.txt").write_text(
+        f"diffusers=={broken['diffusers']}\nno-such-package-adapter-compat==9.9.9\n"
+    )
+    suite = tmp_path / "suites" / "planted"
+    suite.mkdir(parents=True)
+    (tmp_path / "suites" / "conftest.py").write_text(CONFTEST)
+    (suite / "test_planted.py").write_text("def test_fine(compat):\n    pass\n")
+    env = dict(
+        os.environ,
+        ADAPTER_COMPAT_MATRIX_DIR=str(mdir),
+        ADAPTER_COMPAT_REPORTS=str(tmp_path / "reports"),
+        ADAPTER_COMPAT_ENVDIR=str(tmp_path / "nox"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--cells", "all", "--jobs", "2", "--", str(tmp_path / "suites")],
+        cwd=matrix.ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "install_failed" in proc.stdout and "[ 2/2]" in proc.stdout  # progress lines
+    report = json.loads((tmp_path / "reports" / "latest" / "compat.json").read_text())
+    cells = {c["name"]: c for c in report["cells"]}
+    assert cells[f"cell-{broken['diffusers']}"]["status"] == "install_failed"
+    assert cells[f"cell-{good['diffusers']}"]["status"] == "ok"
+    (check,) = report["checks"]
+    assert check["results"][f"cell-{good['diffusers']}"]["verdict"] == "pass"
