@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         for cell in cells:
             shutil.rmtree(matrix.ROOT / ".nox" / cell.name.replace(".", "-"), ignore_errors=True)
     begin = time.perf_counter()
-    outcomes = run_matrix(cells, args.suites.split(), jobs=args.jobs)
+    outcomes = run_matrix(cells, args.suites.split(), jobs=args.jobs, rerun=True)
     wall = time.perf_counter() - begin
     rows = []
     print(

@@ -23,6 +23,7 @@ from harness.records import KIND_CELL, CellRecord, read_records, write_record
 from harness.versions import installed_versions
 
 ROOT = Path(__file__).resolve().parent.parent
+FINGERPRINT_ENV = "ADAPTER_COMPAT_RUN_FINGERPRINT"
 DEFAULT_TIMEOUT = float(os.environ.get("ADAPTER_COMPAT_CELL_TIMEOUT", "1800"))
 
 #: pytest exit codes (ExitCode) -> cell status. 1 means "some check is red": that is data.
@@ -68,7 +69,9 @@ def run_cell(args: argparse.Namespace, pytest_args: list[str]) -> CellRecord:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     start = time.time()
-    proc = subprocess.Popen(pytest_command(args, pytest_args), cwd=ROOT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        pytest_command(args, pytest_args), cwd=ROOT, env=env, start_new_session=True
+    )
     status, message, code = "ok", "", None
     try:
         code = proc.wait(timeout=args.timeout if args.timeout > 0 else None)
@@ -80,7 +83,11 @@ def run_cell(args: argparse.Namespace, pytest_args: list[str]) -> CellRecord:
         status, message = "crashed", "interrupted by the user"
     if status == "ok" and code is not None:
         if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            name = (
+                signal.Signals(-code).name
+                if -code in signal.Signals._value2member_map_
+                else str(-code)
+            )
             status, message = "crashed", f"pytest died from signal {name}"
             if -code == signal.SIGKILL:
                 message += " (often the out-of-memory killer)"
@@ -97,8 +104,13 @@ def run_cell(args: argparse.Namespace, pytest_args: list[str]) -> CellRecord:
         versions=installed_versions(),
         duration_s=round(elapsed + args.install_seconds, 3),
         exit_code=code,
-        phase_seconds={"install": round(args.install_seconds, 3), "pytest": round(elapsed, 3), **session},
+        phase_seconds={
+            "install": round(args.install_seconds, 3),
+            "pytest": round(elapsed, 3),
+            **session,
+        },
         started_at=start,
+        fingerprint=os.environ.get(FINGERPRINT_ENV, ""),
     )
 
 

@@ -70,6 +70,7 @@ class CellRecord:
     exit_code: int | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0
+    fingerprint: str = ""  # what ran (pins, torch, suites, args): equal -> safe to resume
     kind: str = KIND_CELL
     schema: int = SCHEMA_VERSION
 

@@ -8,6 +8,7 @@ a cell record for every way a child can end, so the report always has every colu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -34,6 +35,50 @@ class CellOutcome:
     seconds: float
     verdicts: Counter = field(default_factory=Counter)
     message: str = ""
+    resumed: bool = False
+
+
+#: Code whose change invalidates a finished cell (the checks and what they import).
+FINGERPRINTED = ("suites", "harness", "fixtures")
+
+
+def code_digest() -> str:
+    digest = hashlib.sha256()
+    for folder in FINGERPRINTED:
+        for path in sorted((ROOT / folder).rglob("*")):
+            if (
+                path.is_file()
+                and "__pycache__" not in path.parts
+                and path.suffix in (".py", ".json", ".txt")
+            ):
+                digest.update(str(path.relative_to(ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_fingerprint(cell: Cell, pytest_args: Sequence[str], code: str) -> str:
+    """Equal fingerprints mean an identical cell run: same pins, torch, code and args."""
+    digest = hashlib.sha256()
+    for part in (
+        cell.fingerprint(),
+        code,
+        "\0".join(pytest_args),
+        os.environ.get(cellenv.WHEELHOUSE_ENV, ""),
+    ):
+        digest.update(part.encode() + b"\n")
+    return digest.hexdigest()[:20]
+
+
+def finished_run(results: Path, fingerprint: str) -> bool:
+    """True when the results file ends a completed run with this fingerprint."""
+    if not results.exists():
+        return False
+    cells = [r for r in read_records([results]) if r.get("kind") == "cell"]
+    return (
+        bool(cells)
+        and cells[-1].get("fingerprint") == fingerprint
+        and cells[-1].get("status") in ("ok", "empty")
+    )
 
 
 def default_jobs() -> int:
@@ -62,11 +107,22 @@ def summarize(results: Path) -> tuple[str, Counter, str]:
     return status, verdicts, message
 
 
-def run_one(cell: Cell, pytest_args: Sequence[str], timeout: float, threads: int) -> CellOutcome:
+def run_one(
+    cell: Cell,
+    pytest_args: Sequence[str],
+    timeout: float,
+    threads: int,
+    fingerprint: str,
+    rerun: bool,
+) -> CellOutcome:
     log = cellenv.log_path(cell)
     log.parent.mkdir(parents=True, exist_ok=True)
     results = cellenv.results_path(cell)
+    if not rerun and finished_run(results, fingerprint):
+        status, verdicts, message = summarize(results)
+        return CellOutcome(cell, status, 0.0, verdicts, message, resumed=True)
     env = dict(os.environ)
+    env["ADAPTER_COMPAT_RUN_FINGERPRINT"] = fingerprint
     env.setdefault("OMP_NUM_THREADS", str(threads))
     env.setdefault("MKL_NUM_THREADS", str(threads))
     env["ADAPTER_COMPAT_CELL_TIMEOUT"] = str(timeout)
@@ -114,8 +170,14 @@ def run_matrix(
     jobs: int | None = None,
     timeout: float = 1800.0,
     progress: Callable[[str], None] = print,
+    rerun: bool = False,
 ) -> list[CellOutcome]:
-    """Run cells ``jobs`` at a time; returns one outcome per cell, in matrix order."""
+    """Run cells ``jobs`` at a time; returns one outcome per cell, in matrix order.
+
+    A cell whose last run finished with the same fingerprint (pins, torch, suites and
+    harness code, pytest args) is not run again unless ``rerun``: an interrupted matrix
+    resumes where it stopped."""
+    code = code_digest()
     jobs = max(1, min(jobs or default_jobs(), len(cells) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     progress(f"running {len(cells)} cell(s), {jobs} at a time; logs in {cellenv.LOGS_DIR}")
@@ -123,7 +185,18 @@ def run_matrix(
     lock = threading.Lock()
     begin = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_one, c, pytest_args, timeout, threads): c for c in cells}
+        futures = {
+            pool.submit(
+                run_one,
+                c,
+                pytest_args,
+                timeout,
+                threads,
+                run_fingerprint(c, pytest_args, code),
+                rerun,
+            ): c
+            for c in cells
+        }
         for future in as_completed(futures):
             outcome = future.result()
             with lock:
@@ -137,6 +210,8 @@ def run_matrix(
 def _progress_line(index: int, total: int, outcome: CellOutcome, elapsed: float) -> str:
     counts = ", ".join(f"{n} {v}" for v, n in sorted(outcome.verdicts.items())) or "no checks"
     tail = f" - {outcome.message}" if outcome.message and outcome.status != "ok" else ""
+    if outcome.resumed:
+        tail += " (unchanged since its last run: reused; --rerun to force)"
     return (
         f"[{index:>2}/{total}] {outcome.cell.name:<24} {outcome.status:<14} "
         f"{counts} ({outcome.seconds:.1f} s, {elapsed:.0f} s elapsed){tail}"

@@ -1,5 +1,5 @@
 """End to end through nox: a deliberately broken pin fails its cell only; the other cell
-runs and the report is still written with both columns."""
+runs, the report is still written with both columns, and a re-run resumes."""
 
 import json
 import os
@@ -55,3 +55,12 @@ def test_broken_pin_is_recorded_and_the_matrix_goes_on(tmp_path):
     assert cells[f"cell-{good['diffusers']}"]["status"] == "ok"
     (check,) = report["checks"]
     assert check["results"][f"cell-{good['diffusers']}"]["verdict"] == "pass"
+
+    # Re-running resumes: the finished cell is reused, the failed one is tried again.
+    again = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--cells", "all", "--", str(tmp_path / "suites")],
+        cwd=matrix.ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    lines = {line.split()[2]: line for line in again.stdout.splitlines() if line.startswith("[")}
+    assert "reused" in lines[f"cell-{good['diffusers']}"]
+    assert "install_failed" in lines[f"cell-{broken['diffusers']}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 
 from harness import cellenv, matrix
@@ -34,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="wall-clock seconds per cell's suites (default 1800)",
     )
     parser.add_argument("--no-report", action="store_true", help="only run the cells")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        default=bool(os.environ.get("ADAPTER_COMPAT_RERUN")),
+        help="run cells again even when their last run finished with identical pins, code and args "
+        "(env ADAPTER_COMPAT_RERUN=1)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest in every cell (after --)")
     parser.set_defaults(func=run)
 
@@ -46,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     cells = matrix.select_cells(args.cells)
     from harness.runner import run_matrix
 
-    outcomes = run_matrix(cells, args.pytest_args, jobs=args.jobs, timeout=args.timeout)
+    outcomes = run_matrix(
+        cells, args.pytest_args, jobs=args.jobs, timeout=args.timeout, rerun=args.rerun
+    )
     if not args.no_report:
         from harness.report import write_report
 
