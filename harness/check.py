@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import textwrap
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
@@ -57,6 +58,12 @@ class CheckContext:
     def detail(self, **info: Any) -> None:
         """Attach extra evidence (max abs diff, keys dropped, ...) to the record."""
         self.details.update({k: _plain(v) for k, v in info.items()})
+
+    def repro(self, body: str) -> None:
+        """Attach a standalone script reproducing this check's scenario (imports only
+        torch / diffusers / safetensors, builds its tiny inputs itself, exits 1 while the
+        finding reproduces). Kept on non-passing records only; see ``harness/repro.py``."""
+        self.details["repro"] = textwrap.dedent(body).strip("\n") + "\n"
 
     # -- outcomes -----------------------------------------------------------------------
     @staticmethod

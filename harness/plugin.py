@@ -248,6 +248,8 @@ def _build_record(
         message = str(original)
         trace = "".join(tb.format_exception(type(original), original, original.__traceback__))
     details = dict(ctx.details)
+    if verdict is Verdict.PASS:
+        details.pop("repro", None)  # a repro script only matters where something is wrong
     if reason:
         details["reason"] = reason
     if ctx.library_messages:
@@ -302,7 +304,9 @@ def _callspec_params(item: pytest.Item) -> dict[str, Any]:
         return {}
     out = {}
     for key, value in callspec.params.items():
-        out[key] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+        out[key] = (
+            value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+        )
     return out
 
 
@@ -321,7 +325,11 @@ def _mirror_verdict(
     elif verdict in (Verdict.UNSUPPORTED, Verdict.SKIPPED):
         report.outcome = "skipped"
         path, lineno, _ = item.location
-        report.longrepr = (str(item.path), (lineno or 0) + 1, f"{record.observed}: {record.message or record.details.get('reason', '')}")
+        report.longrepr = (
+            str(item.path),
+            (lineno or 0) + 1,
+            f"{record.observed}: {record.message or record.details.get('reason', '')}",
+        )
     else:
         report.outcome = "failed"
         if report.longrepr is None:

@@ -113,24 +113,26 @@ def results(tmp_path: Path) -> Path:
 
 
 def md_row(md: str, check_id: str) -> dict[str, str]:
-    """Grid row of ``check_id`` as {column header: cell text}."""
+    """Grid row of ``check_id`` as {column header: cell text} (suite grids only)."""
     lines = md.splitlines()
     for i, line in enumerate(lines):
-        if line.startswith("| `") and f"`{check_id}`" in line:
-            j = i
-            while not lines[j].startswith("| check |"):
-                j -= 1
-            heads = [h.strip() for h in lines[j].strip("|").split("|")]
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            return dict(zip(heads, cells, strict=True))
+        if not (line.startswith("| check |") and "first pass" in line):
+            continue
+        heads = [h.strip() for h in line.strip("|").split("|")]
+        for row in lines[i + 2 :]:
+            if not row.startswith("|"):
+                break
+            if f"`{check_id}`" in row:
+                cells = [c.strip() for c in row.strip("|").split("|")]
+                return dict(zip(heads, cells, strict=True))
     raise AssertionError(f"no row for {check_id} in:\n{md}")
 
 
 # -- model / JSON --------------------------------------------------------------------------
 def test_json_first_pass_first_regression_and_merging(results: Path, tmp_path: Path) -> None:
-    out = write_report([results], tmp_path / "out", update_latest=False)
+    out = write_report([results], tmp_path / "out", update_latest=False, baseline=None)
     doc = json.loads((out / "compat.json").read_text())
-    assert doc["schema"] == 1
+    assert doc["schema"] == 2
     assert doc["generated_at"].endswith("Z")
     assert len(doc["inputs"]) == 4
     assert [c["name"] for c in doc["cells"]] == [
@@ -216,7 +218,7 @@ def test_cells_ordered_by_recorded_versions_not_names(tmp_path: Path) -> None:
 
 # -- Markdown ------------------------------------------------------------------------------
 def test_markdown_grid_symbols_in_the_right_columns(results: Path, tmp_path: Path) -> None:
-    out = write_report([results], tmp_path / "out", update_latest=False)
+    out = write_report([results], tmp_path / "out", update_latest=False, baseline=None)
     md = (out / "compat.md").read_text()
     assert md.startswith("# ")
     assert "**Legend:**" in md and "✅ pass" in md and "💥" in md
@@ -257,7 +259,7 @@ def test_markdown_summarises_when_too_large(tmp_path: Path) -> None:
 
 # -- HTML ----------------------------------------------------------------------------------
 def test_html_escapes_and_shows_details(results: Path, tmp_path: Path) -> None:
-    out = write_report([results], tmp_path / "out", update_latest=False)
+    out = write_report([results], tmp_path / "out", update_latest=False, baseline=None)
     html = (out / "compat.html").read_text()
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in html
@@ -293,7 +295,7 @@ def test_torn_last_line_warns_but_reports(results: Path, tmp_path: Path) -> None
     with open(results / "w1.jsonl", "a", encoding="utf-8") as handle:
         handle.write('{"kind": "check", "check_id": "smoke/torn')
     with pytest.warns(UserWarning, match="truncated or corrupt"):
-        out = write_report([results], tmp_path / "out", update_latest=False)
+        out = write_report([results], tmp_path / "out", update_latest=False, baseline=None)
     doc = json.loads((out / "compat.json").read_text())
     assert any("w1.jsonl" in w for w in doc["warnings"])
     assert len(doc["checks"]) == 3
@@ -361,14 +363,30 @@ def test_cli_writes_report_without_touching_latest(cli, results: Path, tmp_path:
     out = tmp_path / "out"
     rc = cli(["report", str(results), "--out", str(out), "--reports-root", str(root)])
     assert rc == 0
-    assert {p.name for p in out.iterdir()} == {"compat.json", "compat.md", "compat.html"}
+    assert {p.name for p in out.iterdir()} == {
+        "compat.json",
+        "compat.md",
+        "compat.html",
+        "junit",
+        "repro",
+        "results",
+    }
     assert not (root / "latest").exists()
     rc = cli(["report", str(results), "--out", str(out), "--latest", "--reports-root", str(root)])
     assert rc == 0 and (root / "latest").resolve() == out.resolve()
 
 
 def test_cli_missing_results(cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli(["report", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")])
+    rc = cli(
+        [
+            "report",
+            str(tmp_path / "nope.jsonl"),
+            "--out",
+            str(tmp_path / "o"),
+            "--reports-root",
+            str(tmp_path / "reports"),
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys)
     assert "nope.jsonl" in line and "does not exist" in line
@@ -379,7 +397,16 @@ def test_cli_empty_results(cli, tmp_path: Path, capsys: pytest.CaptureFixture[st
     empty_dir.mkdir()
     (tmp_path / "blank.jsonl").write_text("\n")
     for target in (empty_dir, tmp_path / "blank.jsonl"):
-        rc = cli(["report", str(target), "--out", str(tmp_path / "o")])
+        rc = cli(
+            [
+                "report",
+                str(target),
+                "--out",
+                str(tmp_path / "o"),
+                "--reports-root",
+                str(tmp_path / "reports"),
+            ]
+        )
         assert rc == 2
         assert "no records found" in _one_error_line(capsys)
     assert not (tmp_path / "o").exists()
@@ -390,11 +417,22 @@ def test_cli_unwritable_out(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    rc = cli(["report", str(results), "--out", str(blocker / "sub")])
+    rc = cli(
+        [
+            "report",
+            str(results),
+            "--out",
+            str(blocker / "sub"),
+            "--reports-root",
+            str(tmp_path / "reports"),
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys)
     assert "cannot create output folder" in line and "--out" in line
-    rc = cli(["report", str(results), "--out", str(blocker)])  # the file itself
+    rc = cli(
+        ["report", str(results), "--out", str(blocker), "--reports-root", str(tmp_path / "reports")]
+    )  # the file itself
     assert rc == 2
     assert "--out" in _one_error_line(capsys)
 
@@ -404,7 +442,16 @@ def test_cli_prints_warnings_for_torn_lines(
 ) -> None:
     with open(results / "w0.jsonl", "a", encoding="utf-8") as handle:
         handle.write('{"kind": "ch')
-    rc = cli(["report", str(results), "--out", str(tmp_path / "o")])
+    rc = cli(
+        [
+            "report",
+            str(results),
+            "--out",
+            str(tmp_path / "o"),
+            "--reports-root",
+            str(tmp_path / "reports"),
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "adapter-compat: warning:" in err and "w0.jsonl" in err

@@ -7,4 +7,10 @@ COMMANDS = (
     "report",
     "matrix",
     "wheelhouse",
+    "check",
+    "convert_ip_adapter",
+    "drift",
+    "bisect",
+    "repro",
+    "file",
 )

@@ -12,12 +12,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.report import REPORT_FILES, write_report
+from harness.report import AUTO, REPORT_FILES, write_report
 
 DESCRIPTION = """\
 Merge check records (JSON lines written by the suites in each matrix cell) into one
-compatibility grid: compat.html (colour-coded, click a cell for details), compat.md (paste
-into a GitHub issue) and compat.json (schema 1, for machines).
+compatibility grid: compat.html (colour-coded heatmap with filters, click a cell for
+details), compat.md (paste into a GitHub issue), compat.json (schema 2, for machines),
+junit/<cell>.xml (CI test views) and repro/<id>.py (one script per non-passing result).
+
+Every report opens with what changed since a baseline: by default the previous run under
+<reports-root>/runs/, or the compat.json given with --baseline (e.g. last night's).
 
 RESULTS are .jsonl files or folders (every *.jsonl below them is read). Several cells per
 file and several files per cell are merged; for the same check in the same cell the record
@@ -61,17 +65,56 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="where runs/ and latest live (default: reports)",
     )
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="compat.json (or report folder) to compare with (default: previous run)",
+    )
+    base.add_argument(
+        "--no-baseline", action="store_true", help="no comparison (no 'what changed' headline)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     update_latest = bool(args.latest or args.out is None)
+    baseline = None if args.no_baseline else (args.baseline or AUTO)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = write_report(args.results, args.out, update_latest, reports_root=args.reports_root)
+        out = write_report(
+            args.results,
+            args.out,
+            update_latest,
+            reports_root=args.reports_root,
+            baseline=baseline,
+        )
     for warning in caught:
         print(f"adapter-compat: warning: {warning.message}", file=sys.stderr)
-    print(f"report written to {out}/ ({', '.join(REPORT_FILES)})")
+    print(f"report written to {out}/ ({', '.join(REPORT_FILES)}, junit/, repro/)")
+    headline = _headline(out / "compat.json")
+    if headline:
+        print(headline)
     if update_latest:
         print(f"{args.reports_root / 'latest'} -> {out}")
     return 0
+
+
+def _headline(path: Path) -> str:
+    """One line: what changed since the baseline (read back from the written JSON)."""
+    import json
+
+    try:
+        changes = json.loads(path.read_text(encoding="utf-8")).get("changes")
+    except (OSError, ValueError):
+        return ""
+    if not changes:
+        return "no baseline: first stored run (nothing to compare with)"
+    text = f"since {changes.get('baseline_run') or changes.get('baseline')}: {changes['summary']}"
+    for change in changes.get("new_regressions", [])[:10]:
+        text += f"\n  new regression: {change['check_id']} @ {change['label']}"
+    for change in changes.get("fixes", [])[:10]:
+        text += f"\n  fixed: {change['check_id']} @ {change['label']}"
+    return text

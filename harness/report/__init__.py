@@ -12,7 +12,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness import repro
 from harness.errors import UsageError
+from harness.report import trend
+from harness.report.diff import compare, load_baseline, previous_run
+from harness.report.drift import load_drift
+from harness.report.junit import render_junit
 from harness.report.model import ReportModel, build_model, load_model
 from harness.report.render_html import render_html
 from harness.report.render_json import render_json
@@ -20,8 +25,10 @@ from harness.report.render_md import render_markdown
 
 __all__ = [
     "REPORT_FILES",
+    "AUTO",
     "ReportModel",
     "build_model",
+    "enrich",
     "default_run_dir",
     "load_model",
     "update_latest_pointer",
@@ -34,29 +41,99 @@ REPORT_FILES = ("compat.json", "compat.md", "compat.html")
 #: Folder name of the "newest run" pointer under the reports root.
 LATEST = "latest"
 
+#: Sub-folders a report writes besides REPORT_FILES (emptied before each write).
+GENERATED_DIRS = ("junit", "repro")
+
+#: ``baseline=AUTO``: compare with the newest other run under ``<reports_root>/runs``.
+AUTO = "auto"
+
 
 def write_report(
     result_paths: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] | None,
     update_latest: bool,
     reports_root: Path = Path("reports"),
+    baseline: str | os.PathLike[str] | None = AUTO,
 ) -> Path:
-    """Read RESULTS (files or folders of ``*.jsonl``), write the three report files into
-    ``out_dir`` (default ``<reports_root>/runs/<UTC YYYYmmdd-HHMMSS>/``) and, when asked,
-    point ``<reports_root>/latest`` at it. Returns the folder written.
+    """Read RESULTS (files or folders of ``*.jsonl``), write the report into ``out_dir``
+    (default ``<reports_root>/runs/<UTC YYYYmmdd-HHMMSS>/``) and, when asked, point
+    ``<reports_root>/latest`` at it. Returns the folder written.
+
+    The folder holds compat.json / compat.md / compat.html, ``junit/<cell>.xml``,
+    ``repro/<id>.py`` (one script per non-passing result) and ``results/`` (the records
+    read). ``baseline``: a compat.json (or report folder) to compare with for the headline,
+    ``AUTO`` for the previous run under ``reports_root/runs``, None for no comparison.
 
     Raises :class:`~harness.errors.UsageError` for a missing RESULTS path, RESULTS without
-    records, or an output folder that cannot be created or written.
+    records, an unreadable explicit baseline, or an output folder that cannot be written.
     """
     result_paths = list(result_paths)
     model = load_model(result_paths)
     reports_root = Path(reports_root)
     out = Path(out_dir) if out_dir is not None else default_run_dir(reports_root)
+    enrich(model, out, reports_root, baseline)
     _write_files(model, out)
     _archive_inputs(result_paths, out)
     if update_latest:
         update_latest_pointer(out, reports_root)
     return out
+
+
+def enrich(
+    model: ReportModel,
+    out: Path,
+    reports_root: Path,
+    baseline: str | os.PathLike[str] | None = AUTO,
+) -> ReportModel:
+    """Add what needs more than the records: run name, headline against the baseline,
+    trend history, API drift section and repro scripts."""
+    runs = (Path(reports_root) / "runs").resolve()
+    model.run = out.name if out.resolve().parent == runs else None
+    base = None
+    if baseline == AUTO:
+        found = previous_run(reports_root, exclude=[out])
+        if found is not None:
+            try:
+                base = load_baseline(found)
+            except UsageError as exc:  # an unreadable old run must not block today's report
+                model.warnings.append(f"previous run not used as baseline: {exc}")
+    elif baseline is not None:
+        base = load_baseline(baseline)
+    if base is not None:
+        model.changes = compare(model, base)
+    carried = trend.from_history(base.history) if base is not None else []
+    if base is not None and base.generated_at:
+        carried.append(trend.Point(base.run or "baseline", base.generated_at, base.totals))
+    current = trend.Point(model.run or out.name, model.generated_at, model.totals(), current=True)
+    model.history = trend.merge(carried, trend.stored_points(reports_root, skip=[out]), [current])
+    model.drift = load_drift()
+    model.repros = build_repros(model)
+    model.bisected = _bisected({row.check_id for row in model.checks if row.breaks})
+    return model
+
+
+def _bisected(check_ids: set[str]) -> dict[str, str]:
+    """First bad releases already found by ``adapter-compat bisect`` (its local cache)."""
+    if not check_ids:
+        return {}
+    try:
+        from harness.bisect import known_first_bad
+
+        return {k: v for k, v in known_first_bad().items() if k in check_ids}
+    except Exception:  # noqa: BLE001 - a missing or broken cache must not stop a report
+        return {}
+
+
+def build_repros(model: ReportModel) -> dict[tuple[str, str], repro.Repro]:
+    """A script for every non-passing result (see :mod:`harness.repro`)."""
+    from dataclasses import asdict
+
+    found = {}
+    for row in model.checks:
+        for cell, result in row.results.items():
+            if result.verdict != "pass":
+                found[(row.check_id, cell)] = repro.build(row.check_id, cell, asdict(result))
+    return found
 
 
 def _archive_inputs(result_paths: list[str | os.PathLike[str]], out: Path) -> None:
@@ -91,6 +168,8 @@ def _write_files(model: ReportModel, out: Path) -> None:
         "compat.md": render_markdown(model),
         "compat.html": render_html(model),
     }
+    extra = render_junit(model)
+    extra.update({r.file: r.script for r in model.repros.values()})
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -102,6 +181,16 @@ def _write_files(model: ReportModel, out: Path) -> None:
         raise UsageError(
             f"output path {str(out)!r} is not a folder; pass --out with a folder you can write to"
         )
+    for sub in GENERATED_DIRS:  # a reused --out folder must not keep stale scripts
+        if (out / sub).is_dir():
+            shutil.rmtree(out / sub)
+    for name, text in extra.items():
+        target = out / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
     for name in REPORT_FILES:
         target = out / name
         tmp = out / f".{name}.tmp-{os.getpid()}"

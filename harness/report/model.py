@@ -32,6 +32,10 @@ FAILED_CELL_STATUSES = frozenset({"install_failed", "crashed", "timeout"})
 #: Status of a cell seen only through check records (its runner wrote no cell record).
 UNKNOWN_STATUS = "unknown"
 
+#: Record kinds that carry no grid data and are skipped quietly (the plugin's per-session
+#: import / suite timings, already folded into the cell record by the cell runner).
+KNOWN_OTHER_KINDS = frozenset({"session"})
+
 #: Reading warnings kept (and printed) at most; the rest are counted.
 MAX_WARNINGS = 20
 
@@ -128,6 +132,17 @@ class Cell:
         return (_version_key(self.diffusers), _version_key(self.torch), self.name)
 
 
+@dataclass(frozen=True)
+class Break:
+    """A pass in ``last_good`` followed (next tested version) by a regression in
+    ``first_bad``: the released versions a bisection narrows down between."""
+
+    last_good: str
+    last_good_cell: str
+    first_bad: str
+    first_bad_cell: str
+
+
 @dataclass
 class CheckRow:
     """One check (one row of the grid) with its per-cell results."""
@@ -141,6 +156,14 @@ class CheckRow:
     first_regression: str | None = None
     first_regression_cell: str | None = None
     regressed_in: list[str] = field(default_factory=list)
+    #: Every pass -> regression step along the matrix (per torch axis), ascending: the
+    #: last passing and the first failing released version around each breakage.
+    breaks: list[Break] = field(default_factory=list)
+
+    @property
+    def current_break(self) -> Break | None:
+        """The breakage still present in the newest failing version (the one to bisect)."""
+        return self.breaks[-1] if self.breaks else None
 
     def state(self, cell: Cell) -> str:
         """Verdict in ``cell``, or ``missing`` / ``cell-failed`` when there is no record."""
@@ -163,6 +186,22 @@ class ReportModel:
     checks: list[CheckRow]
     warnings: list[str] = field(default_factory=list)
     records_read: int = 0
+    #: Filled by :func:`harness.report.write_report`, not by :func:`build_model`: the
+    #: report folder's name, the comparison with a baseline report, the trend history,
+    #: the API drift timeline and the repro scripts of non-passing results.
+    run: str | None = None
+    changes: Any = None  # harness.report.diff.Changes | None
+    history: list[Any] = field(default_factory=list)  # [harness.report.trend.Point]
+    drift: Any = None  # harness.report.drift.DriftSection | None
+    repros: dict[tuple[str, str], Any] = field(default_factory=dict)  # (check, cell) -> Repro
+    #: check id -> first bad release found by ``adapter-compat bisect`` on this machine.
+    bisected: dict[str, str] = field(default_factory=dict)
+
+    def repro(self, check_id: str, cell: str) -> Any:
+        return self.repros.get((check_id, cell))
+
+    def cell(self, name: str) -> Cell | None:
+        return next((c for c in self.cells if c.name == name), None)
 
     @property
     def suites(self) -> list[str]:
@@ -283,7 +322,7 @@ def build_model(
             if versions:
                 check_versions.setdefault(cell_name, {}).update(versions)
             _merge_check_record(rows, cell_name, rec, versions)
-        else:
+        elif kind not in KNOWN_OTHER_KINDS:
             skipped_unknown += 1
     if skipped_unknown:
         notes.append(f"ignored {skipped_unknown} record(s) that are neither a check nor a cell")
@@ -296,6 +335,7 @@ def build_model(
     ordered_rows = sorted(rows.values(), key=lambda r: (r.suite, r.check_id))
     for row in ordered_rows:
         _first_pass_and_regression(row, ordered_cells)
+        _breaks(row, ordered_cells)
     return ReportModel(
         generated_at=generated_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         inputs=[str(p) for p in inputs],
@@ -364,6 +404,34 @@ def _merge_check_record(
         details=rec.get("details") if isinstance(rec.get("details"), dict) else {},
         started_at=_float(rec.get("started_at")),
     )
+
+
+def _breaks(row: CheckRow, cells: Sequence[Cell]) -> None:
+    """pass -> regression transitions between consecutive *tested* versions, per torch
+    axis (cells with other verdicts, e.g. unsupported, are stepped over)."""
+    by_torch: dict[str | None, list[Cell]] = {}
+    for cell in cells:
+        by_torch.setdefault(cell.torch, []).append(cell)
+    found: list[Break] = []
+    for column in by_torch.values():
+        previous: tuple[str, Cell] | None = None
+        for cell in column:
+            result = row.results.get(cell.name)
+            if result is None or result.verdict not in (
+                Verdict.PASS.value,
+                Verdict.REGRESSION.value,
+            ):
+                continue
+            if (
+                result.verdict == Verdict.REGRESSION.value
+                and previous is not None
+                and previous[0] == Verdict.PASS.value
+            ):
+                good = previous[1]
+                found.append(Break(good.version_label, good.name, cell.version_label, cell.name))
+            previous = (result.verdict, cell)
+    found.sort(key=lambda b: (_version_key(b.first_bad), b.first_bad_cell))
+    row.breaks = found
 
 
 def _first_pass_and_regression(row: CheckRow, cells: Sequence[Cell]) -> None:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from harness import __version__
 from harness.outcomes import Verdict
+from harness.report import trend
 from harness.report.model import (
     LEGEND,
     STATE_CELL_FAILED,
@@ -31,6 +33,18 @@ TEMPLATE_NAME = "compat.html.j2"
 
 #: Grid states in legend / summary order.
 STATES: tuple[str, ...] = (*VERDICTS, STATE_CELL_FAILED, STATE_MISSING)
+
+#: Parameter keys offered as filters first (then the most widely used others).
+PREFERRED_PARAMS = ("arch", "architecture", "pipeline", "model", "format", "fmt", "variant")
+
+#: A parameter becomes a filter when it has between 2 and this many distinct values...
+MAX_FILTER_VALUES = 40
+
+#: ... and at most this many parameter filters are shown (the bar must stay one line).
+MAX_PARAM_FILTERS = 5
+
+#: Verdicts whose panels embed the repro script (others link to the file).
+_FINDING_STATES = (Verdict.REGRESSION.value, Verdict.HARNESS_ERROR.value)
 
 
 def environment() -> Environment:
@@ -61,13 +75,14 @@ def view(model: ReportModel) -> dict[str, Any]:
     summary = model.summary()
     totals = model.totals()
     columns = [_column(cell, labels[cell.name], summary[cell.name]) for cell in model.cells]
+    changed = model.changes.changed_pairs() if model.changes is not None else set()
     suites = []
     for suite in model.suites:
         rows = model.checks_in(suite)
         suites.append(
             {
                 "name": suite,
-                "rows": [_row(row, model.cells, labels) for row in rows],
+                "rows": [_row(model, row, labels, changed) for row in rows],
                 "counts": [_suite_counts(rows, cell) for cell in model.cells],
             }
         )
@@ -86,7 +101,106 @@ def view(model: ReportModel) -> dict[str, Any]:
             {"state": s, "symbol": SYMBOLS[s], "text": LEGEND[s], "css": _css(s)} for s in STATES
         ],
         "states": [{"state": s, "symbol": SYMBOLS[s], "css": _css(s)} for s in STATES[:-1]],
+        "changes": _changes(model),
+        "trend_svg": Markup(trend.render_svg(model.history)),
+        "n_runs": len(model.history),
+        "first_bad": _first_bad(model),
+        "filters": _filters(model),
+        "verdict_options": [
+            {"value": s, "text": f"{SYMBOLS[s]} has {s}"} for s in (*VERDICTS, STATE_CELL_FAILED)
+        ],
+        "has_baseline": model.changes is not None,
+        "drift": model.drift,
+        "run": model.run,
     }
+
+
+def _changes(model: ReportModel) -> dict[str, Any] | None:
+    changes = model.changes
+    if changes is None:
+        return None
+    rows = {row.check_id: row for row in model.checks}
+
+    def items(group: list[Any]) -> list[dict[str, Any]]:
+        out = []
+        for change in group:
+            row = rows.get(change.check_id)
+            result = row.results.get(change.cell) if row is not None else None
+            out.append(
+                {
+                    "check_id": change.check_id,
+                    "label": change.label,
+                    "cell": change.cell,
+                    "describe": change.describe(),
+                    "message": result.message if result is not None else "",
+                    "anchor": _anchor(change.check_id, change.cell),
+                }
+            )
+        return out
+
+    return {
+        "baseline": changes.baseline_run or changes.baseline,
+        "baseline_generated_at": changes.baseline_generated_at,
+        "summary": changes.summary_line(),
+        "quiet": changes.quiet,
+        "new_regressions": items(changes.new_regressions),
+        "fixes": items(changes.fixes),
+        "other": items(changes.other),
+        "cell_status": changes.cell_status,
+        "new_cells": changes.new_cells,
+        "removed_cells": changes.removed_cells,
+        "new_checks": changes.new_checks,
+        "removed_checks": changes.removed_checks,
+    }
+
+
+def _first_bad(model: ReportModel) -> list[dict[str, Any]]:
+    out = []
+    for row in model.checks:
+        brk = row.current_break
+        if brk is None:
+            continue
+        out.append(
+            {
+                "check_id": row.check_id,
+                "last_good": brk.last_good,
+                "first_bad": brk.first_bad,
+                "anchor": _anchor(row.check_id, brk.first_bad_cell),
+                "regressed_in": row.regressed_in,
+                "bisected": model.bisected.get(row.check_id),
+                "bisect": f"adapter-compat bisect {row.check_id} --good {brk.last_good} "
+                f"--bad {brk.first_bad}",
+            }
+        )
+    return out
+
+
+def _filters(model: ReportModel) -> list[dict[str, Any]]:
+    """One select per parameter worth filtering on: the preferred keys (architecture,
+    format...), then the keys most rows carry; each with 2..MAX_FILTER_VALUES values."""
+    values: dict[str, set[str]] = {}
+    coverage: dict[str, int] = {}
+    for row in model.checks:
+        for key, value in row.params.items():
+            values.setdefault(str(key), set()).add(_param_text(value))
+            coverage[str(key)] = coverage.get(str(key), 0) + 1
+    usable = [k for k in values if 2 <= len(values[k]) <= MAX_FILTER_VALUES]
+    keys = [k for k in PREFERRED_PARAMS if k in usable]
+    keys += sorted((k for k in usable if k not in keys), key=lambda k: (-coverage[k], k))
+    return [{"key": key, "options": sorted(values[key])} for key in keys[:MAX_PARAM_FILTERS]]
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _anchor(check_id: str, cell: str) -> str:
+    """Element id of a grid cell (stable, safe in a URL fragment)."""
+    import hashlib
+
+    return "c-" + hashlib.sha256(f"{check_id}@{cell}".encode()).hexdigest()[:12]
 
 
 def _css(state: str) -> str:
@@ -121,11 +235,17 @@ def _suite_counts(rows: list[CheckRow], cell: Cell) -> list[dict[str, Any]]:
     ]
 
 
-def _row(row: CheckRow, cells: list[Cell], labels: dict[str, str]) -> dict[str, Any]:
+def _row(
+    model: ReportModel,
+    row: CheckRow,
+    labels: dict[str, str],
+    changed: set[tuple[str, str]],
+) -> dict[str, Any]:
     grid = []
-    for cell in cells:
+    for cell in model.cells:
         state = row.state(cell)
         result = row.results.get(cell.name)
+        repro = model.repro(row.check_id, cell.name)
         grid.append(
             {
                 "state": state,
@@ -137,9 +257,14 @@ def _row(row: CheckRow, cells: list[Cell], labels: dict[str, str]) -> dict[str, 
                 "cell_message": cell.message,
                 "cell_exit_code": cell.exit_code,
                 "result": result,
-                "open_traceback": state in (Verdict.REGRESSION.value, Verdict.HARNESS_ERROR.value),
+                "open_traceback": state in _FINDING_STATES,
+                "anchor": _anchor(row.check_id, cell.name),
+                "changed": (row.check_id, cell.name) in changed,
+                "repro": repro,
+                "embed_repro": repro is not None and state in _FINDING_STATES,
             }
         )
+    states = sorted({g["state"] for g in grid if g["state"] != STATE_MISSING})
     return {
         "check_id": row.check_id,
         "params": row.params,
@@ -148,8 +273,14 @@ def _row(row: CheckRow, cells: list[Cell], labels: dict[str, str]) -> dict[str, 
         "first_regression": row.first_regression,
         "first_regression_cell": row.first_regression_cell,
         "regressed_in": row.regressed_in,
+        "breaks": row.breaks,
         "non_pass": any(r.verdict != Verdict.PASS.value for r in row.results.values()),
         "grid": grid,
+        "states": " ".join(states),
+        "params_json": json.dumps(
+            {str(k): _param_text(v) for k, v in row.params.items()}, sort_keys=True
+        ),
+        "changed": any(g["changed"] for g in grid),
     }
 
 

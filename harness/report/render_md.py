@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.outcomes import Verdict
+from harness.report.diff import Change
 from harness.report.model import (
     LEGEND,
     STATE_MISSING,
@@ -140,13 +141,202 @@ def _render(
         out.add(f"> ⚠️ {escape(warning, 300)}")
     if model.warnings:
         out.add()
+    _headline(out, model)
+    _first_bad(out, model)
+    _trend(out, model)
     _summary_table(out, model)
     _legend(out)
     _failed_cells(out, model)
     for suite in model.suites:
         _suite_grid(out, model, suite, keep, labels)
     _findings(out, model, labels)
+    _drift(out, model)
     return out.text()
+
+
+#: Items listed per headline group before "... and N more".
+HEADLINE_ITEMS = 60
+
+
+def _change_line(change: Change, rows: dict[str, CheckRow], mark: str) -> str:
+    result = None
+    row = rows.get(change.check_id)
+    if row is not None:
+        result = row.results.get(change.cell)
+    tail = ""
+    if result is not None and result.verdict != Verdict.PASS.value and result.message:
+        tail = f" — {escape(result.message, 160)}"
+    return (
+        f"- {mark} {code(change.check_id)} @ {escape(change.label)}: "
+        f"{escape(change.describe())}{tail}"
+    )
+
+
+def _listing(out: _Out, lines: list[str], total: int | None = None) -> None:
+    """Up to HEADLINE_ITEMS lines (fewer when the size budget runs out), then a count of
+    the rest; ``total``: how many items ``lines`` was cut from."""
+    cut = 0
+    shown = lines[:HEADLINE_ITEMS]
+    for line in shown:
+        if cut or not out.fits(line):
+            cut += 1
+            continue
+        out.add(line)
+    cut += max(0, (total if total is not None else len(lines)) - len(shown))
+    if cut:
+        out.add(f"- … and {cut} more (see compat.json `changes`)")
+
+
+def _headline(out: _Out, model: ReportModel) -> None:
+    """What changed since the baseline: the first thing a reader sees."""
+    changes = model.changes
+    out.add("## What changed")
+    out.add()
+    if changes is None:
+        out.add(
+            "No baseline report to compare with (first stored run). `adapter-compat report "
+            "--baseline PATH` compares with any earlier compat.json."
+        )
+        out.add()
+        return
+    rows = {row.check_id: row for row in model.checks}
+    base = escape(changes.baseline_run or changes.baseline)
+    out.add(
+        f"Since {base} ({escape(changes.baseline_generated_at)}): "
+        f"**{escape(changes.summary_line())}**."
+    )
+    out.add()
+    if changes.quiet:
+        out.add("Nothing changed: every check has the verdict it had in the baseline.")
+        out.add()
+    if changes.new_regressions:
+        out.add(f"### ❌ New regressions ({len(changes.new_regressions)})")
+        out.add()
+        _listing(
+            out,
+            [_change_line(c, rows, "❌") for c in changes.new_regressions[:HEADLINE_ITEMS]],
+            len(changes.new_regressions),
+        )
+        out.add()
+    if changes.fixes:
+        out.add(f"### ✅ Fixed ({len(changes.fixes)})")
+        out.add()
+        _listing(
+            out,
+            [_change_line(c, rows, "✅") for c in changes.fixes[:HEADLINE_ITEMS]],
+            len(changes.fixes),
+        )
+        out.add()
+    if changes.other:
+        out.add(f"<details><summary>{len(changes.other)} other change(s)</summary>")
+        out.add()
+        _listing(
+            out,
+            [_change_line(c, rows, "•") for c in changes.other[:HEADLINE_ITEMS]],
+            len(changes.other),
+        )
+        out.add()
+        out.add("</details>")
+        out.add()
+    for item in changes.cell_status:
+        out.add(
+            f"- 💥 cell {code(item['cell'])}: {escape(item['before'])} → {escape(item['after'])}"
+        )
+    if changes.cell_status:
+        out.add()
+    extra = []
+    if changes.new_cells:
+        extra.append(f"new cells: {', '.join(code(c) for c in changes.new_cells)}")
+    if changes.removed_cells:
+        extra.append(f"cells gone: {', '.join(code(c) for c in changes.removed_cells)}")
+    if changes.new_checks:
+        extra.append(_n(len(changes.new_checks), "new check"))
+    if changes.removed_checks:
+        extra.append(_n(len(changes.removed_checks), "removed check"))
+    if extra:
+        out.add("Also: " + "; ".join(extra) + ".")
+        out.add()
+
+
+def _first_bad(out: _Out, model: ReportModel) -> None:
+    """Last passing / first failing released version of every breakage in the matrix."""
+    rows = [row for row in model.checks if row.current_break is not None]
+    if not rows:
+        return
+    out.add("## First bad version")
+    out.add()
+    out.add(
+        "Between the last passing and the first failing version of the matrix; "
+        "`adapter-compat bisect` narrows it to one release (patch releases too)."
+    )
+    out.add()
+    out.add("| check | last good | first bad | bisected | regressed in | narrow down |")
+    out.add("|---|---|---|---|---|---|")
+    lines = []
+    for row in rows:
+        brk = row.current_break
+        assert brk is not None
+        command = (
+            f"adapter-compat bisect {row.check_id} --good {brk.last_good} --bad {brk.first_bad}"
+        )
+        lines.append(
+            f"| {code(row.check_id)} | {escape(brk.last_good)} | ❌ {escape(brk.first_bad)} | "
+            f"{escape(model.bisected.get(row.check_id) or '—')} | "
+            f"{escape(', '.join(row.regressed_in))} | {code(command)} |"
+        )
+    _listing(out, lines)
+    out.add()
+
+
+def _trend(out: _Out, model: ReportModel) -> None:
+    points = model.history[-10:]
+    if len(points) < 2:
+        return
+    out.add("## Trend")
+    out.add()
+    out.add("| run | ✅ pass | ❌ regression | ⚠️ harness error | 💥 cell failed |")
+    out.add("|---|--:|--:|--:|--:|")
+    for point in points:
+        name = escape(point.run or point.generated_at) + (" (this run)" if point.current else "")
+        t = point.totals
+        out.add(
+            f"| {name} | {t.get('pass', 0)} | {t.get('regression', 0)} | "
+            f"{t.get('harness-error', 0)} | {t.get('cell-failed', 0)} |"
+        )
+    out.add()
+
+
+def _drift(out: _Out, model: ReportModel) -> None:
+    """The drift tool's timeline; only breaking changes when it flags them (see the HTML
+    for every change)."""
+    section = model.drift
+    if section is None:
+        return
+    out.add("## API drift")
+    out.add()
+    if section.note:
+        out.add(escape(section.note, 500))
+        out.add()
+    if not section.rows:
+        out.add("No API changes recorded.")
+        return
+    rows = section.rows
+    if section.has_breaking_column:
+        rows = section.breaking_rows
+        out.add(
+            f"{len(rows)} breaking change(s) of {len(section.rows)}; compat.html lists them all."
+        )
+        out.add()
+        if not rows:
+            return
+    columns = [c for c in section.columns if c != "breaking" or not section.has_breaking_column]
+    columns = columns[:7]
+    out.add("| " + " | ".join(escape(c) for c in columns) + " |")
+    out.add("|" + "---|" * len(columns))
+    _listing(
+        out, ["| " + " | ".join(escape(r.get(c, ""), 120) for c in columns) + " |" for r in rows]
+    )
+    out.add()
 
 
 def _summary_table(out: _Out, model: ReportModel) -> None:
