@@ -1,0 +1,15 @@
+"""Fixtures of the IP-Adapter suite (helpers live in ``support.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from suites.ip_adapter.support import IPAWorld
+
+
+@pytest.fixture(scope="session")
+def ipa(zoo: Any, tmp_path_factory: pytest.TempPathFactory) -> IPAWorld:
+    """One hub-like folder of synthetic adapters and cached oracle outputs per session."""
+    return IPAWorld(zoo, tmp_path_factory.mktemp("ip_adapter_hub"))

@@ -1,0 +1,230 @@
+"""The IP-Adapter checks can fail: each planted bug flips its check to "regression", and
+the unpatched library passes.
+
+Planted in the installed (newest) diffusers / in our converter, in-process:
+
+(a) an ``unload_ip_adapter`` that forgets the image encoder and the IP processors;
+(b) our converter numbering ``adapter_modules`` from 0 instead of the processor ids;
+(c) the seed-000 drift: ``load_model_dict_into_meta`` accepts only ``device_map`` while the
+    IP-Adapter call sites pass ``device=`` (the meta / low_cpu_mem_usage path);
+(d) the other direction for the width-swap family: a loader that re-selects the image
+    encoder on a width change (the SD.Next fix) makes the swap check pass, one that
+    validates the width at load time makes the mismatch check pass — so those checks are
+    red in the grid because of the library, not because they cannot be green.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+diffusers = pytest.importorskip("diffusers")
+
+from harness.records import read_records  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = REPO / "suites" / "ip_adapter"
+
+
+def run_suite(tmp_path: Path, select: str | list[str], tag: str) -> dict[str, tuple[str, str]]:
+    """Run the IP-Adapter suite in-process (``select``: a ``-k`` expression, or node ids
+    relative to the suite folder); check id -> (verdict, observed)."""
+    results = tmp_path / f"{tag}.jsonl"
+    where = (
+        [str(SUITE / n) for n in select] if isinstance(select, list) else [str(SUITE), "-k", select]
+    )
+    code = pytest.main(
+        [
+            *where,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(REPO),
+            "--compat-results",
+            str(results),
+        ]
+    )
+    assert code in (0, 1), f"inner pytest exited {code}"
+    records = [r for r in read_records([results]) if r.get("kind") == "check"]
+    assert records, f"no checks selected by {select!r}"
+    return {r["check_id"]: (r["verdict"], r["observed"]) for r in records}
+
+
+def _verdicts(results: dict[str, tuple[str, str]]) -> dict[str, str]:
+    return {k: v for k, (v, _) in results.items()}
+
+
+# -- (a) unload that keeps the image encoder and the IP processors -------------------------
+UNLOAD_SELECT = "restores_state and sd15 or restores_components and sdxl"
+
+
+def test_unload_that_forgets_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean = run_suite(tmp_path, UNLOAD_SELECT, "clean")
+    assert _verdicts(clean) == {
+        "ip_adapter/unload::restores_state[sd15]": "pass",
+        "ip_adapter/unload::restores_components[sdxl]": "pass",
+    }
+
+    from diffusers.loaders.ip_adapter import IPAdapterMixin
+
+    def forgetful_unload(self: Any) -> None:
+        # Drops the projection, but keeps image_encoder / feature_extractor registered and
+        # leaves the IPAdapterAttnProcessor2_0 instances in the UNet.
+        self.unet.encoder_hid_proj = None
+        self.unet.config.encoder_hid_dim_type = None
+
+    monkeypatch.setattr(IPAdapterMixin, "unload_ip_adapter", forgetful_unload)
+    planted = run_suite(tmp_path, UNLOAD_SELECT, "planted")
+    assert planted == {
+        "ip_adapter/unload::restores_state[sd15]": ("regression", "STALE_STATE"),
+        "ip_adapter/unload::restores_components[sdxl]": ("regression", "STALE_STATE"),
+    }
+
+
+# -- (b) converter numbering from 0 ---------------------------------------------------------
+CONVERT_SELECT = "round_trip and sd15-base"
+
+
+def test_converter_numbering_from_zero_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = run_suite(tmp_path, CONVERT_SELECT, "clean")
+    assert _verdicts(clean) == {
+        "ip_adapter/convert::round_trip[sd15-base-cross-safetensors]": "pass"
+    }
+
+    from harness.convert import ip_adapter as converter
+
+    real = converter.release_id
+
+    def from_zero(index: int, numbering: str, ip_ids: Any) -> int | None:
+        rid = real(index, numbering, ip_ids)
+        return None if rid is None else rid - 1  # 0, 2, 4, ... instead of 1, 3, 5, ...
+
+    monkeypatch.setattr(converter, "release_id", from_zero)
+    planted = run_suite(tmp_path, CONVERT_SELECT, "planted")
+    assert planted == {
+        "ip_adapter/convert::round_trip[sd15-base-cross-safetensors]": (
+            "regression",
+            "WRONG_RESULT",
+        )
+    }
+
+
+# -- (c) device -> device_map drift on the meta path -----------------------------------------
+META_SELECT = "low_cpu_mem_usage and (sd15-base or flux-base)"
+
+#: Modules whose IP-Adapter code imported load_model_dict_into_meta by name.
+CALL_SITE_MODULES = (
+    "diffusers.loaders.unet",
+    "diffusers.loaders.transformer_flux",
+    "diffusers.loaders.transformer_sd3",
+)
+
+
+def test_device_keyword_drift_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from diffusers.models import model_loading_utils
+
+    real = model_loading_utils.load_model_dict_into_meta
+    calls: list[str] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(sorted(kwargs))
+        return real(*args, **kwargs)
+
+    sites = [importlib.import_module(m) for m in CALL_SITE_MODULES]
+    sites = [m for m in sites if hasattr(m, "load_model_dict_into_meta")]
+    for module in sites:
+        monkeypatch.setattr(module, "load_model_dict_into_meta", spy)
+    clean = run_suite(tmp_path, META_SELECT, "clean")
+    assert set(_verdicts(clean).values()) == {"pass"}, clean
+    assert calls, "low_cpu_mem_usage=True never reached load_model_dict_into_meta"
+
+    signature = inspect.signature(real)
+    assert "device" not in signature.parameters and "device_map" in signature.parameters
+
+    def callee_accepting_only_device_map(*args: Any, **kwargs: Any) -> Any:
+        signature.bind(*args, **kwargs)  # TypeError: unexpected keyword argument 'device'
+        return real(*args, **kwargs)
+
+    def call_site_passing_device(
+        model: Any, state_dict: Any, device_map: Any = None, **kw: Any
+    ) -> Any:
+        # The pre-0.33 call: device=<torch.device> instead of device_map={"": device}.
+        device = None if device_map is None else device_map[""]
+        return model_loading_utils.load_model_dict_into_meta(model, state_dict, device=device, **kw)
+
+    monkeypatch.setattr(
+        model_loading_utils, "load_model_dict_into_meta", callee_accepting_only_device_map
+    )
+    for module in sites:
+        monkeypatch.setattr(module, "load_model_dict_into_meta", call_site_passing_device)
+    planted = run_suite(tmp_path, META_SELECT, "planted")
+    assert {v for v, _ in planted.values()} == {"regression"}, planted
+    assert set(planted) == set(clean)
+
+
+# -- (d) the width-swap family can pass ----------------------------------------------------
+SWAP_SELECT = [
+    "test_swap.py::test_width_swap[sd15-h>G]",
+    "test_swap.py::test_encoder_mismatch[sd15-base-vitG]",
+]
+
+
+def test_width_swap_checks_can_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean = run_suite(tmp_path, SWAP_SELECT, "clean")
+    assert clean == {
+        "ip_adapter/swap::width_swap[sd15-h>G]": ("regression", "CRASH"),
+        "ip_adapter/swap::encoder_mismatch[sd15-base-vitG]": ("regression", "CRASH"),
+    }
+
+    from diffusers.loaders.ip_adapter import IPAdapterMixin
+    from safetensors import safe_open
+
+    real_load = IPAdapterMixin.load_ip_adapter
+
+    def width_aware_load(
+        self: Any,
+        pretrained_model_name_or_path_or_dict: Any,
+        subfolder: Any,
+        weight_name: Any,
+        image_encoder_folder: Any = "image_encoder",
+        **kw: Any,
+    ) -> Any:
+        root = Path(pretrained_model_name_or_path_or_dict)
+        folder = image_encoder_folder
+        if "/" not in str(folder):
+            folder = f"{subfolder}/{folder}"
+        config = json.loads((root / folder / "config.json").read_text())
+        with safe_open(str(root / subfolder / weight_name), "pt") as f:
+            needed = f.get_slice("image_proj.proj.weight").get_shape()[1]
+        if needed != config["projection_dim"]:  # validate at load time
+            raise ValueError(
+                f"{weight_name} needs a {needed}-wide image encoder; "
+                f"{folder} is {config['projection_dim']} wide"
+            )
+        current = getattr(self, "image_encoder", None)
+        if current is not None and current.config.projection_dim != needed:
+            self.image_encoder = None  # re-select the encoder on a width change
+        return real_load(
+            self,
+            pretrained_model_name_or_path_or_dict,
+            subfolder,
+            weight_name,
+            image_encoder_folder=image_encoder_folder,
+            **kw,
+        )
+
+    monkeypatch.setattr(IPAdapterMixin, "load_ip_adapter", width_aware_load)
+    fixed = run_suite(tmp_path, SWAP_SELECT, "fixed")
+    assert fixed == {
+        "ip_adapter/swap::width_swap[sd15-h>G]": ("pass", "OK"),
+        "ip_adapter/swap::encoder_mismatch[sd15-base-vitG]": ("pass", "CLEAR_ERROR"),
+    }
