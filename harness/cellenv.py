@@ -7,6 +7,7 @@ torch) paths cannot drift apart. Stdlib-only.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -43,7 +44,10 @@ def install_args(cell: Cell, offline_dir: str | None = None) -> list[str]:
     (the venv sees the interpreter's own CUDA torch through system site-packages).
     """
     offline_dir = offline_dir if offline_dir is not None else wheelhouse()
-    args = ["-r", str(cell.lock_file), *cell.torch.requirement()]
+    # Compile bytecode at install: venvs are reused, and with PYTHONDONTWRITEBYTECODE set
+    # (common on CI images) every cell process would otherwise recompile torch + diffusers,
+    # tripling the import floor.
+    args = ["-r", str(cell.lock_file), *cell.torch.requirement(), "--compile-bytecode"]
     if offline_dir:
         return [*args, "--no-index", "--find-links", offline_dir]
     links = list(find_links_dirs())
@@ -58,10 +62,16 @@ def venv_params(cell: Cell) -> list[str]:
     return ["--system-site-packages"] if cell.torch.kind == "system" else []
 
 
+def stamp_value(cell: Cell) -> str:
+    """What the venv was installed from: the lock, torch and the install recipe itself."""
+    recipe = hashlib.sha256(" ".join(install_args(cell)).encode()).hexdigest()[:8]
+    return f"{cell.fingerprint()}-{recipe}"
+
+
 def stamp_matches(venv: str | os.PathLike[str], cell: Cell) -> bool:
     stamp = Path(venv) / STAMP_NAME
-    return stamp.is_file() and stamp.read_text().strip() == cell.fingerprint()
+    return stamp.is_file() and stamp.read_text().strip() == stamp_value(cell)
 
 
 def write_stamp(venv: str | os.PathLike[str], cell: Cell) -> None:
-    (Path(venv) / STAMP_NAME).write_text(cell.fingerprint() + "\n")
+    (Path(venv) / STAMP_NAME).write_text(stamp_value(cell) + "\n")

@@ -371,7 +371,7 @@ def test_guards_version_and_typeerror_are_not_counted(tmp_path: Path) -> None:
         },
     )
     result = run_scan(root, "host", companions=("peft",))
-    assert result.companions == {"peft": "0.12.0"}
+    assert result.companions["peft"] == "0.12.0"  # torch may be listed too, when installed
     assert [(m.callee_package, m.line, m.problems) for m in result.mismatches] == [
         (
             "peft",

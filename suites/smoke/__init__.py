@@ -1,0 +1,1 @@
+"""Smoke suite: the zoo pipelines and encoders work in this cell."""
