@@ -56,14 +56,6 @@ def line_of(root: Path, rel: str, needle: str) -> int:
     raise AssertionError(f"{needle!r} not in {rel}")
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep the summary cache out of ~/.cache during self-tests."""
-    cache = tmp_path / "_drift_cache"
-    monkeypatch.setenv("ADAPTER_COMPAT_DRIFT_CACHE", str(cache))
-    return cache
-
-
 def run_scan(root: Path, package: str, **kw):  # type: ignore[no-untyped-def]
     return scan(package, path=root, companions=kw.pop("companions", ()), workers=1, **kw)
 
@@ -209,15 +201,12 @@ def test_diffusers_layout_with_fixed_callers_is_clean(tmp_path: Path) -> None:
     assert result.checked["diffusers"] == 3
 
 
-def test_summary_cache_is_reused_and_invalidated(tmp_path: Path, _private_cache: Path) -> None:
+def test_a_repeated_scan_sees_edited_callers(tmp_path: Path) -> None:
     root = seed_tree(tmp_path / "src", "device=device")
     first = run_scan(root, "diffusers")
-    assert len(list(_private_cache.glob("diffusers-*.pickle"))) == 1
-    again = run_scan(root, "diffusers")
-    assert [m.to_dict() for m in again.mismatches] == [m.to_dict() for m in first.mismatches]
-    seed_tree(tmp_path / "src", 'device_map={"": device}')  # edit the callers: new key
+    assert first.mismatches
+    seed_tree(tmp_path / "src", 'device_map={"": device}')  # edit the callers
     assert run_scan(root, "diffusers").mismatches == []
-    assert run_scan(root, "diffusers", cache=False).mismatches == []
 
 
 # -- 3. resolver features without false alarms -----------------------------------------------
@@ -584,7 +573,9 @@ TARGETS = {
 
 def test_snapshot_is_static_and_round_trips(tmp_path: Path) -> None:
     root = seed_tree(tmp_path / "src", 'device_map={"": device}')
+    before = set(sys.modules)
     snap = take_snapshot("diffusers", root, TARGETS)
+    imported = {m.split(".")[0] for m in set(sys.modules) - before}
     assert snap["version"] == "0.33.0.dev0"
     assert sorted(snap["api"]) == [
         "FluxTransformer2DLoadersMixin._convert_ip_adapter_image_proj_to_diffusers",
@@ -601,7 +592,7 @@ def test_snapshot_is_static_and_round_trips(tmp_path: Path) -> None:
         "diffusers.models.modeling_utils",
         "diffusers.models.model_loading_utils",
     ]
-    assert "diffusers" not in sys.modules
+    assert "diffusers" not in imported  # static: the fake tree is parsed, never imported
     out = tmp_path / "api"
     path = write_snapshot(snap, out)
     assert path.name == "0.33.0.dev0.json"

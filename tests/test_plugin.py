@@ -72,7 +72,8 @@ def run_demo(pytester, *extra):
     return outcome, records, sessions
 
 
-def test_every_check_writes_one_record_with_its_verdict(pytester):
+def test_every_check_writes_one_record_with_its_verdict(pytester, monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # the inner run is a main process
     outcome, records, sessions = run_demo(pytester)
     verdicts = {k.split("::")[1]: (r["observed"], r["verdict"]) for k, r in records.items()}
     assert verdicts == {

@@ -52,12 +52,6 @@ def register(subparsers: Any) -> None:
         "--workers", type=int, default=None, help="parse in N processes (default: CPU count)"
     )
     scan.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="re-parse everything (default: reuse ~/.cache/adapter-compat/drift; "
-        "env ADAPTER_COMPAT_DRIFT_CACHE=DIR or 0)",
-    )
-    scan.add_argument(
         "--exclude",
         action="append",
         default=[],
@@ -135,7 +129,6 @@ def _scan(args: argparse.Namespace) -> int:
         companions=companions,
         workers=args.workers,
         exclude=args.exclude,
-        cache=not args.no_cache,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))

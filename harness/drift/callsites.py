@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-import hashlib
 import multiprocessing
 import os
-import pickle
 import sys
 import threading
 import time
@@ -134,9 +132,8 @@ class ScanResult:
 
 
 # -- phase 1 -------------------------------------------------------------------------------
-def _summarize_job(job: tuple[str, str, str, bool, frozenset[str]]) -> bytes:
-    """One module -> its pickled summary (pickled here, in the worker, so the parent can
-    both unpickle it and store the bytes in the cache without pickling again)."""
+def _summarize_job(job: tuple[str, str, str, bool, frozenset[str]]) -> ModuleSummary:
+    """One module -> its summary (run in a worker process for big packages)."""
     modname, file, relpath, is_pkg, interesting = job
     enabled = gc.isenabled()
     gc.disable()  # the AST is garbage-free until we drop it; GC passes only cost time here
@@ -144,62 +141,10 @@ def _summarize_job(job: tuple[str, str, str, bool, frozenset[str]]) -> bytes:
         summary = summarize(
             Path(file).read_bytes(), modname, relpath, is_pkg, interesting=interesting
         )
-        return pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL)
+        return summary
     finally:
         if enabled:
             gc.enable()
-
-
-# -- summary cache -------------------------------------------------------------------------
-CACHE_ENV = "ADAPTER_COMPAT_DRIFT_CACHE"
-CACHE_KEEP = 24
-
-
-def cache_dir() -> Path | None:
-    """``$ADAPTER_COMPAT_DRIFT_CACHE`` (``0`` disables), else ~/.cache/adapter-compat/drift."""
-    setting = os.environ.get(CACHE_ENV, "")
-    if setting == "0":
-        return None
-    if setting:
-        return Path(setting)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "adapter-compat" / "drift"
-
-
-def _cache_file(directory: Path, package: str, jobs: list[tuple]) -> Path:
-    """Keyed by the extractor's own source and every file's path, size and mtime."""
-    digest = hashlib.blake2b(digest_size=16)
-    here = Path(__file__).parent
-    for name in ("extract.py", "model.py"):
-        digest.update((here / name).read_bytes())
-    for _modname, file, relpath, is_pkg, _interesting in jobs:
-        st = os.stat(file)
-        digest.update(f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}\0{is_pkg}\0".encode())
-    digest.update(repr(sorted(jobs[0][4]) if jobs else []).encode())
-    return directory / f"{package}-{digest.hexdigest()}.pickle"
-
-
-def _cache_load(path: Path) -> list[bytes] | None:
-    try:
-        with open(path, "rb") as handle:
-            blobs = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-        return None
-    return blobs if isinstance(blobs, list) else None
-
-
-def _cache_store(path: Path, blobs: list[bytes]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            pickle.dump(blobs, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        old = sorted(path.parent.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for stale in old[CACHE_KEEP:]:
-            stale.unlink(missing_ok=True)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
 
 
 def default_workers() -> int:
@@ -236,11 +181,9 @@ def summarize_package(
     package: str,
     workers: int | None = None,
     exclude: Iterable[str] = (),
-    cache: bool = True,
 ) -> list[ModuleSummary]:
     """Phase 1 over every module of ``package`` (minus files matching an ``exclude`` glob);
-    in worker processes for big packages; reused from the cache (see :func:`cache_dir`)
-    when neither the files nor the extractor changed."""
+    in worker processes for big packages."""
     interesting = frozenset(world.packages)
     exclude = tuple(exclude)
     jobs = [
@@ -249,28 +192,17 @@ def summarize_package(
     ]
     if exclude:
         jobs = [job for job in jobs if not any(fnmatch.fnmatchcase(job[2], pat) for pat in exclude)]
-    directory = cache_dir() if cache else None
-    cached = _cache_file(directory, package, jobs) if directory is not None else None
-    blobs = _cache_load(cached) if cached is not None and cached.exists() else None
-    if blobs is None or len(blobs) != len(jobs):
-        if workers is None:
-            workers = default_workers()
-        ctx = _pool_context() if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES else None
-        if ctx is not None:
-            chunk = max(4, len(jobs) // (workers * 8))
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                blobs = list(pool.map(_summarize_job, jobs, chunksize=chunk))
-        else:
-            blobs = [_summarize_job(job) for job in jobs]
-        if cached is not None:
-            _cache_store(cached, blobs)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        summaries = [pickle.loads(blob) for blob in blobs]
-    finally:
-        if enabled:
-            gc.enable()
+    # No on-disk cache on purpose: it would have to be a pickle, and the harness never
+    # unpickles files (tests/test_no_unpickling.py). A cold scan is a few seconds.
+    if workers is None:
+        workers = default_workers()
+    ctx = _pool_context() if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES else None
+    if ctx is not None:
+        chunk = max(4, len(jobs) // (workers * 8))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            summaries = list(pool.map(_summarize_job, jobs, chunksize=chunk))
+    else:
+        summaries = [_summarize_job(job) for job in jobs]
     for summary in summaries:
         world.put(summary)
     return summaries
@@ -431,7 +363,6 @@ def scan(
     workers: int | None = None,
     world: World | None = None,
     exclude: Iterable[str] = (),
-    cache: bool = True,
 ) -> ScanResult:
     """Check every call site of ``package`` (installed, or under ``path``). ``exclude``:
     globs over ``<package>/...`` paths of files not to scan (e.g. transformers'
@@ -444,7 +375,7 @@ def scan(
         root=str(world.packages[package]),
         companions={k: v for k, v in world.versions.items() if k != package},
     )
-    summaries = summarize_package(world, package, workers, exclude, cache)
+    summaries = summarize_package(world, package, workers, exclude)
     lines = _Lines(world)
     checked: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
