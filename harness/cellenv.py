@@ -44,10 +44,7 @@ def install_args(cell: Cell, offline_dir: str | None = None) -> list[str]:
     (the venv sees the interpreter's own CUDA torch through system site-packages).
     """
     offline_dir = offline_dir if offline_dir is not None else wheelhouse()
-    # Compile bytecode at install: venvs are reused, and with PYTHONDONTWRITEBYTECODE set
-    # (common on CI images) every cell process would otherwise recompile torch + diffusers,
-    # tripling the import floor.
-    args = ["-r", str(cell.lock_file), *cell.torch.requirement(), "--compile-bytecode"]
+    args = ["-r", str(cell.lock_file), *cell.torch.requirement()]
     if offline_dir:
         return [*args, "--no-index", "--find-links", offline_dir]
     links = list(find_links_dirs())

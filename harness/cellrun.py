@@ -67,6 +67,13 @@ def run_cell(args: argparse.Namespace, pytest_args: list[str]) -> CellRecord:
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Venvs are reused, so let the first run write bytecode: with PYTHONDONTWRITEBYTECODE
+    # (set on many CI images) every cell process recompiles torch + diffusers and the
+    # import floor triples.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # Zoo models are tiny: one intra-op thread is faster than two fighting over a core,
+    # and parallelism comes from running cells side by side. Override with OMP_NUM_THREADS.
+    env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     start = time.time()
     proc = subprocess.Popen(
