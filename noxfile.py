@@ -127,6 +127,7 @@ def report(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The harness's self-tests, in the newest cell's environment (what .ci/run calls)."""
     newest = matrix.select_cells(matrix.known_versions()[-1])[0]
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # many test subprocesses import torch
     install_cell(session, newest)
     session.install(*OUTER_DEPS, *TEST_DEPS, silent=True)
     session.install("-e", ".", "--no-deps", silent=True)
