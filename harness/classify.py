@@ -60,6 +60,9 @@ CLEAR_ERROR_TYPES: tuple[type[BaseException], ...] = (
     ImportError,
 )
 
+#: Clear-rejection types defined in packages we do not import here, matched by name.
+CLEAR_ERROR_TYPE_NAMES = frozenset({"SafetensorError", "UnpicklingError"})
+
 #: Exception types that are never a clear rejection, whatever the message.
 CRASH_TYPES: tuple[type[BaseException], ...] = (
     AssertionError,
@@ -88,7 +91,8 @@ def classify_exception(exc: BaseException, names: Iterable[str] = ()) -> tuple[O
     message = str(exc)
     if isinstance(exc, CRASH_TYPES):
         return Outcome.CRASH, f"{type(exc).__name__} is not a clear rejection"
-    if not isinstance(exc, CLEAR_ERROR_TYPES):
+    named_clear = any(t.__name__ in CLEAR_ERROR_TYPE_NAMES for t in type(exc).__mro__)
+    if not isinstance(exc, CLEAR_ERROR_TYPES) and not named_clear:
         return Outcome.CRASH, f"unexpected exception type {type(exc).__name__}"
     for pattern in CRASH_MESSAGE_PATTERNS:
         if pattern.search(message):

@@ -62,6 +62,11 @@ def test_classify_library_exceptions(exc, names, outcome):
     assert classify_exception(exc, names)[0] is outcome
 
 
+def test_format_errors_of_other_packages_are_clear():
+    SafetensorError = type("SafetensorError", (Exception,), {})
+    assert classify_exception(SafetensorError("header too large"))[0] is Outcome.CLEAR_ERROR
+
+
 def test_names_match_on_key_suffix():
     exc = ValueError("no module for img_attn.qkv.lora_down.weight")
     assert (

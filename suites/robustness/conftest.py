@@ -1,0 +1,42 @@
+"""Fixtures of the robustness suite.
+
+``robustness_paths`` (a sibling module, shared with the self-tests) holds the loader
+paths and the oracle; this file only provides the per-session scratch environment.
+Memory-risky cases (``memory_risky`` in ``harness.checkpoints.malformed``) run in a forked
+child under ``RLIMIT_AS`` (``robustness_paths.run_forked``), so a loader that believed a
+header declaring terabytes could only take that child down, never the cell.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # robustness_paths is a sibling module, not a package
+    sys.path.insert(0, str(HERE))
+
+import robustness_paths as rp  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def robust_env(zoo: Any, tmp_path_factory: pytest.TempPathFactory) -> rp.Env:
+    return rp.make_env(zoo, tmp_path_factory.mktemp("robustness"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Plain tracebacks for this suite's checks. Many of them *expect* an exception (a clear
+    error is the pass), and pytest's default failure report re-parses the source of every
+    library frame before the plugin turns the report into a pass: measured at ~2x the
+    suite's run time. The record keeps the full traceback either way."""
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.repr_failure = _native_repr  # type: ignore[method-assign]
+
+
+def _native_repr(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    return "".join(traceback.format_exception(excinfo.value))[-4000:]

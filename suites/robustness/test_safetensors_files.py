@@ -1,0 +1,32 @@
+"""Damaged ``.safetensors`` files through every loader path that reads them.
+
+One check per (loader path, case of ``harness.checkpoints.malformed.FILE_CASES``). The
+expected outcome comes from the harness's own reference reader: a file the format allows
+must load exactly (OK); any other must be refused with a clear error. A load that returns
+anyway is judged against the intact file (silent no-op / partial load / accepted as if
+intact). Cases declaring huge sizes run in a forked child under RLIMIT_AS and replay its result.
+"""
+
+import pytest
+import robustness_paths as rp
+
+from harness.checkpoints import malformed as mf
+
+
+@pytest.mark.parametrize("case_id", mf.FILE_CASE_IDS)
+@pytest.mark.parametrize("path", tuple(rp.FILE_PATHS))
+def test_damaged_file(compat, robust_env, path, case_id):
+    case = mf.file_case(case_id)
+    compat.param(loader=path, case=case_id, memory_risky=case.memory_risky)
+    compat.detail(note=case.note, call=rp.FILE_PATHS[path].call)
+    original = robust_env.blob_for(path)
+    blob = case.build(original)
+    if case.memory_risky:
+        rp.replay(
+            compat,
+            rp.run_forked(
+                lambda ctx: rp.run_file_case(ctx, rp.host_env(robust_env), path, blob, original)
+            ),
+        )
+        return
+    rp.run_file_case(compat, robust_env, path, blob, original)

@@ -1,0 +1,32 @@
+"""Bad LoRA and IP-Adapter state dicts through ``load_lora_weights`` / ``load_ip_adapter``.
+
+Cases and their references live in ``harness.checkpoints.malformed`` (``LORA_CASES``,
+``IP_CASES``). The oracle observes every targeted UNet projection's effective weight from
+its own forward pass and compares it with ``W + scale * up @ down`` computed from the
+dict: every key has its effect or is reported (error, or a warning naming it); a load
+with no effect at all must say so; an AssertionError / KeyError / AttributeError is a
+CRASH whatever the input.
+"""
+
+import pytest
+import robustness_paths as rp
+
+from harness.checkpoints import malformed as mf
+
+
+@pytest.mark.parametrize("case_id", mf.LORA_CASE_IDS)
+def test_lora_dict(compat, robust_env, case_id):
+    compat.param(loader="lora-dict", case=case_id)
+    rp.run_lora_dict(compat, robust_env, case_id)
+
+
+@pytest.mark.parametrize("case_id", mf.LORA_FILE_CASES)
+def test_lora_dict_as_file(compat, robust_env, case_id):
+    compat.param(loader="lora", case=case_id)
+    rp.run_lora_dict(compat, robust_env, case_id, as_file=True)
+
+
+@pytest.mark.parametrize("case_id", mf.IP_CASE_IDS)
+def test_ip_adapter_dict(compat, robust_env, case_id):
+    compat.param(loader="ip-adapter-dict", case=case_id)
+    rp.run_ip_dict(compat, robust_env, case_id)
