@@ -11,14 +11,14 @@ import pytest
 
 from harness import matrix
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 pytest_plugins = ["harness.plugin"]
 
 @pytest.fixture(autouse=True)
 def _check(compat):
     return compat
-'''
+"""
 
 
 @pytest.mark.skipif(shutil.which("uv") is None, reason="nox's uv backend needs uv")

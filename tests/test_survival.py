@@ -62,7 +62,9 @@ def test_killed_cell_keeps_its_records_and_reports(tmp_path, mode, status, messa
     assert [c["check_id"] for c in checks] == ["planted/planted::first"]
     assert cell["status"] == status and message in cell["message"]
     assert proc.returncode == 1
-    out = write_report([tmp_path / "results.jsonl"], tmp_path / "report", update_latest=False, baseline=None)
+    out = write_report(
+        [tmp_path / "results.jsonl"], tmp_path / "report", update_latest=False, baseline=None
+    )
     assert "crashed" in (out / "compat.md").read_text()
 
 

@@ -33,9 +33,7 @@ def _cpu() -> float:
     return sum(_cpu_split())
 
 
-def bench(
-    src: str, versions: list[str] | None = None, workers: int | None = None
-) -> list[dict]:
+def bench(src: str, versions: list[str] | None = None, workers: int | None = None) -> list[dict]:
     rows = []
     for version, path in source_versions(src):
         if versions and version not in versions:
