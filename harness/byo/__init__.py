@@ -1,0 +1,140 @@
+"""Bring your own file: recognise a user's adapter file and pick the suites that check it.
+
+``adapter-compat check FILE_OR_DIR`` reads the file's safetensors header (stdlib only: the
+outer tool has no torch), asks each registered *kind* whether the keys are its own, and
+runs that kind's suites in the chosen cells with the file's path in
+``ADAPTER_COMPAT_USER_FILE``. The suites read the tensors themselves, inside the cell.
+
+Adding a kind (e.g. IP-Adapter): a module ``harness/byo/<name>.py`` with a stdlib-only
+``detect_file(user_file) -> bool`` and ``describe_file(user_file) -> str``, plus one row in
+:data:`KINDS` naming its suites.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+#: Environment variable that carries the user's file into the cells' suites.
+USER_FILE_ENV = "ADAPTER_COMPAT_USER_FILE"
+
+#: Refuse headers larger than this (a corrupt length field would make us read gigabytes).
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of adapter file: where its detector lives and which suites check it."""
+
+    name: str
+    module: str  # harness.byo.<module>, imported only when asked
+    suites: tuple[str, ...]  # pytest paths, relative to the repository root
+
+    def _fn(self, name: str) -> Any:
+        return getattr(importlib.import_module(f"harness.byo.{self.module}"), name)
+
+    def detect(self, user_file: UserFile) -> bool:
+        return bool(self._fn("detect_file")(user_file))
+
+    def describe(self, user_file: UserFile) -> str:
+        return str(self._fn("describe_file")(user_file))
+
+
+#: Registered kinds, tried in order; the first whose detector says yes wins.
+KINDS: tuple[Kind, ...] = (
+    # IP-Adapter first: FaceID files also hold ``*_lora.*`` keys.
+    Kind("ip-adapter", "ip_adapter", ("suites/ip_adapter/test_byo.py",)),
+    Kind("lora", "lora", ("suites/lora/test_byo.py",)),
+)
+
+
+@dataclass
+class UserFile:
+    """A user's safetensors file as the outer tool sees it: keys, shapes, dtypes, metadata."""
+
+    path: Path
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.shapes)
+
+
+def find_weight_file(path: str | os.PathLike[str]) -> Path:
+    """The one ``.safetensors`` file at ``path`` (itself, or inside a hub-like folder)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"no such file or directory: {p}")
+    if p.is_file():
+        if p.suffix != ".safetensors":
+            raise UsageError(
+                f"{p}: only .safetensors files are checked (.bin / .pt files are pickles, which "
+                "the harness never loads); convert it with safetensors first"
+            )
+        return p
+    found = sorted(q for q in p.rglob("*.safetensors") if q.is_file())
+    if not found:
+        raise UsageError(f"{p}: no .safetensors file in this folder")
+    if len(found) > 1:
+        preferred = [
+            q
+            for q in found
+            if q.name in ("pytorch_lora_weights.safetensors", "ip-adapter.safetensors")
+        ]
+        if len(preferred) == 1:
+            return preferred[0]
+        names = ", ".join(str(q.relative_to(p)) for q in found[:6])
+        raise UsageError(f"{p}: several .safetensors files ({names}); pass one of them")
+    return found[0]
+
+
+def read_header(path: Path) -> UserFile:
+    """Parse a safetensors header without torch: u64 little-endian length, then JSON."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(8)
+            if len(raw) < 8:
+                raise ValueError("file is shorter than the 8-byte header length")
+            (length,) = struct.unpack("<Q", raw)
+            if length == 0 or length > MAX_HEADER_BYTES:
+                raise ValueError(f"implausible header length {length}")
+            blob = handle.read(length)
+            if len(blob) < length:
+                raise ValueError("file ends inside the header")
+        header = json.loads(blob.decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
+        raise UsageError(f"{path}: unreadable safetensors header ({exc})") from None
+    user = UserFile(path)
+    for key, info in header.items():
+        if key == "__metadata__":
+            user.metadata = {str(k): str(v) for k, v in (info or {}).items()}
+            continue
+        if not isinstance(info, dict) or "shape" not in info:
+            raise UsageError(f"{path}: unreadable safetensors header (entry {key!r} has no shape)")
+        user.shapes[key] = [int(x) for x in info["shape"]]
+        user.dtypes[key] = str(info.get("dtype", "?"))
+    if not user.shapes:
+        raise UsageError(f"{path}: the safetensors file holds no tensors")
+    return user
+
+
+def detect_kind(user: UserFile) -> Kind:
+    for kind in KINDS:
+        if kind.detect(user):
+            return kind
+    sample = ", ".join(user.keys[:3])
+    raise UsageError(
+        f"{user.path}: not a LoRA or IP-Adapter file this harness knows "
+        f"({len(user.keys)} tensors, e.g. {sample}); known kinds: {', '.join(k.name for k in KINDS)}"
+    )

@@ -1,0 +1,318 @@
+"""Drive LoRA loaders of a pipeline and observe the result, the same way in every version.
+
+The LoRA suites talk to diffusers only through this module, so each per-version API
+difference lives in one place (``API facts`` below), and every observation goes through the
+independent reference (:mod:`harness.reference.lora`):
+
+* :class:`Scene` - one zoo architecture: its canonical layout and pristine weights;
+* :func:`judge_load` - turn "what the model now computes" into an outcome: OK, or
+  DROPPED_KEYS / WRONG_RESULT with the offending keys named;
+* version probes (``has_low_cpu_mem_usage``, ...) that make a missing API UNSUPPORTED.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.checkpoints.lora.layouts import ARCH_COMPONENTS, ModelLayout, model_layout
+from harness.classify import Finding
+from harness.outcomes import Outcome
+from harness.reference.lora import (
+    Comparison,
+    Reference,
+    allowance,
+    base_weight,
+    compare,
+    effective_weight,
+)
+
+#: Phrases by which a library warning reports that LoRA keys were not (all) used.
+REPORT_PHRASES = re.compile(
+    r"no lora keys|unexpected key|not found|ignor|unsupported|incompatible|not loaded|"
+    r"could not|couldn't|filter(ed)? out|were not used|not (be )?used|missing",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Scene:
+    """One zoo architecture, measured once: canonical layout and pristine weights."""
+
+    arch: str
+    zoo: Any
+    layout: ModelLayout = field(init=False)
+    classes: dict[str, str] = field(init=False)
+    base: dict[str, dict[str, torch.Tensor]] = field(init=False)
+    dtype: torch.dtype = field(init=False)
+
+    def __post_init__(self) -> None:
+        pipe = self.zoo.get(self.arch)
+        self.layout = model_layout(pipe, self.arch)
+        self.classes = {c: type(getattr(pipe, c)).__name__ for c in self.layout}
+        self.base = {
+            c: {n: base_weight(m) for n, m in self.modules(pipe, c).items()} for c in self.layout
+        }
+        self.dtype = self.zoo.dtype
+
+    def fresh(self) -> Any:
+        return self.zoo.get(self.arch)
+
+    def modules(self, pipe: Any, component: str) -> dict[str, torch.nn.Module]:
+        """Probe-able layers (Linear, 1x1 Conv) by canonical path."""
+        layout = self.layout[component]
+        comp = getattr(pipe, component)
+        return {
+            name: comp.get_submodule(layout.real_path(name))
+            for name, layer in layout.layers.items()
+            if layer.kernel in ((0, 0), (1, 1))
+        }
+
+    def observe(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
+        return {
+            c: {n: effective_weight(m) for n, m in self.modules(pipe, c).items()}
+            for c in self.layout
+        }
+
+    def stored(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
+        """The stored (base_layer) weights, e.g. after fuse_lora."""
+        return {
+            c: {n: base_weight(m) for n, m in self.modules(pipe, c).items()} for c in self.layout
+        }
+
+    def compare(
+        self,
+        observed: Mapping[str, Mapping[str, torch.Tensor]],
+        ref: Reference,
+        weight: float = 1.0,
+    ) -> dict[str, Comparison]:
+        out = {}
+        for component in self.layout:
+            cmp = compare(
+                observed[component], self.base[component], ref, component, self.dtype, weight
+            )
+            missing = [m for c, m in ref.terms if c == component and m not in observed[component]]
+            for name in missing:  # a reference module the model does not have: our bug
+                raise RuntimeError(f"reference targets {component}.{name}, which the model lacks")
+            out[component] = cmp
+        return out
+
+    def restore_diff(self, pipe: Any) -> dict[str, float]:
+        """Modules whose effective weight differs from pristine: exactly for plain layers
+        (read directly), within probe rounding for layers still wrapped by an adapter."""
+        changed: dict[str, float] = {}
+        for component in self.layout:
+            for name, module in self.modules(pipe, component).items():
+                w = effective_weight(module)
+                b = self.base[component][name]
+                if module is getattr(module, "base_layer", module):
+                    same = torch.equal(w, b)
+                else:
+                    same = float((w - b).abs().max()) <= allowance(
+                        torch.zeros(()), b, self.dtype, self.dtype
+                    )
+                if not same:
+                    changed[f"{component}.{name}"] = float((w - b).abs().max())
+        return changed
+
+    def fuse_kwargs(self, pipe: Any) -> dict[str, Any]:
+        """Fuse every component: ``components=`` from 0.30 (Flux's default is the
+        transformer only), ``fuse_unet`` / ``fuse_text_encoder`` (default True) before."""
+        if accepts(pipe.fuse_lora, "components"):
+            return {"components": list(self.layout)}
+        return {}
+
+
+def components_of(arch: str) -> tuple[str, ...]:
+    return ARCH_COMPONENTS[arch]
+
+
+def reported(messages: Iterable[str], names: Iterable[str], scope: Iterable[str] = ()) -> list[str]:
+    """Library messages that report the given keys/modules: they name one of ``names``, or
+    they say generically that LoRA keys went unused *and* name one of ``scope`` (the
+    component, e.g. ``'transformer'`` or ``FluxTransformer2DModel``)."""
+    names = [n for n in names if n]
+    scopes = [re.compile(rf"(?<![\w.]){re.escape(s)}(?![\w])") for s in scope]
+    out = []
+    for msg in messages:
+        if any(n in msg for n in names):
+            out.append(msg)
+        elif scopes and REPORT_PHRASES.search(msg) and any(p.search(msg) for p in scopes):
+            out.append(msg)
+    return out
+
+
+def _short(name: str) -> list[str]:
+    """Ways a message may name a module: its path, or its last two components."""
+    return [name, ".".join(name.split(".")[-2:])]
+
+
+def judge_load(
+    ref: Reference,
+    comparisons: Mapping[str, Comparison],
+    messages: list[str],
+    stray_keys: list[str],
+    compat: Any = None,
+    classes: Mapping[str, str] | None = None,
+) -> str:
+    """Classify a load that raised nothing. Returns "OK" or "OK-reported" (keys without
+    effect, but a library warning said so); raises a Finding for DROPPED_KEYS (no effect,
+    no warning) and WRONG_RESULT (an effect the reference does not predict).
+
+    A warning counts for a component's dropped keys when it names one of them, or says
+    generically that keys went unused for that component (``prefix='unet'`` / its class).
+    Stray (unknown) keys must be named, unless nothing at all was loaded and that was
+    reported."""
+    classes = classes or {}
+    wrong = {f"{c}.{m}": e for c, cmp in comparisons.items() for m, e in cmp.wrong.items()}
+    unexpected = {
+        f"{c}.{m}": e for c, cmp in comparisons.items() for m, e in cmp.unexpected.items()
+    }
+    if compat is not None:
+        compat.detail(
+            modules_matched=sum(len(c.matched) for c in comparisons.values()),
+            worst_abs_error=max((c.worst for c in comparisons.values()), default=0.0),
+        )
+    if wrong or unexpected:
+        parts = []
+        if wrong:
+            parts.append("wrong delta on " + ", ".join(sorted(wrong)[:6]))
+        if unexpected:
+            parts.append("changed without a key: " + ", ".join(sorted(unexpected)[:6]))
+        if compat is not None:
+            compat.detail(
+                wrong=dict(list(wrong.items())[:20]), unexpected=dict(list(unexpected.items())[:20])
+            )
+        raise Finding(Outcome.WRONG_RESULT, "; ".join(parts))
+    status = "OK"
+    silent: list[str] = []
+    for component, cmp in comparisons.items():
+        if not cmp.dropped:
+            continue
+        keys = sorted({k for m in cmp.dropped for k in ref.keys_for(component, m)})
+        names = [n for m in cmp.dropped for n in _short(m)] + keys
+        scope = [f"'{component}'", classes.get(component, component)]
+        if reported(messages, names, scope):
+            status = "OK-reported"
+        else:
+            silent += keys
+    if silent:
+        if compat is not None:
+            compat.detail(dropped_keys=silent[:40])
+        raise Finding(
+            Outcome.DROPPED_KEYS,
+            f"{len(silent)} key(s) had no effect and no warning: " + ", ".join(silent[:6]),
+        )
+    if stray_keys:
+        nothing_loaded = all(not cmp.matched for cmp in comparisons.values())
+        tokens = sorted({tok for k in stray_keys for tok in re.findall(r"bogus\d+", k)})
+        if not reported(messages, tokens + stray_keys) and not (
+            nothing_loaded and status == "OK-reported"
+        ):
+            if compat is not None:
+                compat.detail(dropped_keys=stray_keys)
+            raise Finding(
+                Outcome.DROPPED_KEYS,
+                "unknown key(s) were silently ignored: " + ", ".join(stray_keys[:6]),
+            )
+        status = "OK-reported"
+    return status
+
+
+def judge_view(
+    compat: Any,
+    ref: Reference,
+    converted: Any,
+    denoiser: str,
+    passthrough: bool,
+    msgs: list[str],
+    strict_extra: bool = True,
+) -> None:
+    """Findings from the detector view: WRONG_RESULT for a wrong delta or a module the file
+    does not target, DROPPED_KEYS for a targeted module that never reaches the model
+    without a warning naming it."""
+    from harness.reference.lora_detector import compare_view
+
+    view = compare_view(ref, converted, denoiser, passthrough)
+    compat.detail(modules_expected=view.expected, modules_converted=view.converted)
+    extra = view.extra if strict_extra else []
+    if view.extra:
+        compat.detail(extra=[f"{c}.{m}" for c, m in view.extra[:20]])
+    if view.wrong or extra:
+        compat.detail(wrong=dict(list(view.wrong.items())[:20]))
+        parts = [f"wrong delta on {', '.join(list(view.wrong)[:5])}"] if view.wrong else []
+        if extra:
+            parts.append(
+                "converted to modules the file does not target: "
+                + ", ".join(f"{c}.{m}" for c, m in extra[:5])
+            )
+        compat.finding(Outcome.WRONG_RESULT, "; ".join(parts))
+    if view.missing:
+        keys = sorted({k for c, m in view.missing for k in ref.keys_for(c, m)})
+        compat.detail(dropped_keys=keys[:40], missing=[f"{c}.{m}" for c, m in view.missing[:20]])
+        if not reported(msgs, keys + [m for _, m in view.missing]):
+            compat.finding(
+                Outcome.DROPPED_KEYS,
+                f"{len(view.missing)} module(s) never reach the model, no warning: "
+                + ", ".join(f"{c}.{m}" for c, m in view.missing[:5]),
+            )
+
+
+# --------------------------------------------------------------------------- API facts
+def has_low_cpu_mem_usage() -> bool:
+    """LoRA loading honours ``low_cpu_mem_usage`` from 0.31 (``_LOW_CPU_MEM_USAGE_DEFAULT_LORA``);
+    before, the keyword is swallowed by ``**kwargs`` and ignored."""
+    import diffusers.loaders as loaders
+
+    for name in ("lora_pipeline", "lora_base", "lora"):
+        module = getattr(loaders, name, None)
+        if module is None:
+            try:
+                module = __import__(f"diffusers.loaders.{name}", fromlist=["x"])
+            except ImportError:
+                continue
+        if hasattr(module, "_LOW_CPU_MEM_USAGE_DEFAULT_LORA"):
+            return True
+    return False
+
+
+def save_kwargs(arch: str, pipe: Any, adapter_name: str) -> dict[str, Any]:
+    """``save_lora_weights`` keywords (``<component>_lora_layers``) from the loaded adapter."""
+    from peft.utils import get_peft_model_state_dict
+
+    out: dict[str, Any] = {}
+    for component in ARCH_COMPONENTS[arch]:
+        module = getattr(pipe, component, None)
+        if module is None or not getattr(module, "peft_config", None):
+            continue
+        if adapter_name not in module.peft_config:
+            continue
+        out[f"{component}_lora_layers"] = get_peft_model_state_dict(
+            module, adapter_name=adapter_name
+        )
+    return out
+
+
+def accepts(fn: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def adapter_list(pipe: Any) -> dict[str, list[str]] | None:
+    getter = getattr(pipe, "get_list_adapters", None)
+    return getter() if getter is not None else None
+
+
+def pipe_dtype_of(arch: str, pipe: Any) -> torch.dtype:
+    return next(getattr(pipe, ARCH_COMPONENTS[arch][0]).parameters()).dtype
+
+
+def layout_of_pipe(pipe: Any, arch: str) -> ModelLayout:
+    return model_layout(pipe, arch)

@@ -1,0 +1,36 @@
+"""Fixtures of the LoRA suite: one :class:`~harness.reference.lora_driver.Scene` per zoo
+architecture (canonical layout + pristine weights, measured once per session)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from harness.classify import Unsupported
+
+ARCHES = ("sd15", "sdxl", "flux")
+
+
+@pytest.fixture(scope="session")
+def scene_for(zoo: Any) -> Callable[[str], Any]:
+    """``scene_for(arch)`` -> Scene; raises Unsupported (grey) where the pipeline class is
+    absent in this version (Flux before 0.30)."""
+    from harness.reference.lora_driver import Scene
+
+    cache: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+
+    def get(arch: str) -> Any:
+        if arch in failures:  # a fresh exception each time: re-raising one grows its traceback
+            raise Unsupported(failures[arch])
+        if arch not in cache:
+            try:
+                cache[arch] = Scene(arch, zoo)
+            except Unsupported as exc:
+                failures[arch] = str(exc)
+                raise
+        return cache[arch]
+
+    return get

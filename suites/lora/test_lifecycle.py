@@ -1,0 +1,379 @@
+"""LoRA lifecycle on each architecture: unload, fuse/unfuse, adapter weights, several
+adapters, delete, disable/enable, set_lora_device, save -> load, low_cpu_mem_usage, and the
+end-to-end output against a pipeline patched by hand with the reference deltas.
+
+The adapter under test is a diffusers/PEFT-format LoRA on every targetable layer (the
+format every version loads natively), except where a check is *about* a format (the
+save round trip also runs a kohya file with alpha != rank). Oracles: the reference deltas
+(harness.reference.lora) and the pristine weights / output of the zoo pipeline.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.checkpoints.lora.cases import Case, full_case, realise
+from harness.checkpoints.lora.formats import FORMATS
+from harness.checkpoints.lora.layouts import DENOISER
+from harness.classify import Finding, LibraryError
+from harness.models.run import run_step
+from harness.oracle import outputs_close
+from harness.outcomes import Outcome
+from harness.reference.lora import allowance, combine, parse
+from harness.reference.lora_driver import (
+    accepts,
+    adapter_list,
+    has_low_cpu_mem_usage,
+    judge_load,
+    save_kwargs,
+)
+
+ARCHES = ("sd15", "sdxl", "flux")
+
+#: Adapter names. Realistic ones on purpose: peft < 0.9 strips ``.<adapter name>`` from every
+#: key when saving, so a one-letter name like "a" would mangle ".attentions" (our bug, not
+#: the library's).
+A, B = "style", "detail"
+
+
+def _lora(
+    scene,
+    fmt: str = "peft",
+    alpha: float | None = None,
+    part: str = "all",
+    seed: int = 0,
+    blocks_only: bool = False,
+):
+    """A deterministic LoRA on all eligible groups, or on a half: ``even`` = the even
+    denoiser groups plus the complete text encoder(s), ``odd`` = the odd denoiser groups
+    (plus the first one, so the two overlap) and no text encoder. Text encoders get all
+    of their layers or none: a partial text-encoder LoRA is the formats check's subject."""
+    lora_format = FORMATS[fmt]
+    case = full_case(lora_format, scene.arch, scene.layout, rank=4, alpha=alpha, seed=seed)
+    if blocks_only:  # Flux's layers outside the blocks: a first-load problem in many versions
+        case.picks = [
+            p
+            for p in case.picks
+            if p.group.component != "transformer" or "blocks." in p.group.native
+        ]
+    if part != "all":
+        denoiser = [p for p in case.picks if p.group.component == DENOISER[scene.arch]]
+        encoders = [p for p in case.picks if p.group.component != DENOISER[scene.arch]]
+        if part == "even":
+            picks = [p for i, p in enumerate(denoiser) if i % 2 == 0] + encoders
+        else:
+            picks = [p for i, p in enumerate(denoiser) if i % 2 == 1 or i == 0]
+        case = Case(picks, 0, case.dtype, seed, 0)
+    built = realise(lora_format, scene.arch, scene.layout, case)
+    return built, parse(built.state_dict, lora_format, scene.arch, scene.layout)
+
+
+def _expect_effect(compat, scene, pipe, ref, what: str, weight: float = 1.0) -> None:
+    """The pipeline now computes base + weight * reference delta (else a finding)."""
+    with compat.library_call():
+        observed = scene.observe(pipe)
+    comparisons = scene.compare(observed, ref, weight)
+    try:
+        judge_load(ref, comparisons, [], [], compat, scene.classes)
+    except Finding as exc:
+        raise Finding(exc.outcome, f"after {what}: {exc}") from None
+
+
+def _expect_pristine(
+    compat, scene, pipe, what: str, outcome: Outcome = Outcome.STALE_STATE
+) -> None:
+    with compat.library_call():
+        changed = scene.restore_diff(pipe)
+    if changed:
+        compat.detail(changed=dict(list(changed.items())[:20]))
+        compat.finding(
+            outcome,
+            f"after {what}, {len(changed)} module(s) differ from pristine: {', '.join(list(changed)[:5])}",
+        )
+
+
+def _load(compat, pipe, built, name: str = A, name_keys: bool = True, **kwargs) -> list[str]:
+    """Load ``built``; a refusal must name its keys unless ``name_keys`` is off (a refusal
+    of a keyword, say, has no offending key)."""
+    with compat.library_call(names=built.stems() if name_keys else ()) as msgs:
+        pipe.load_lora_weights(built.state_dict, adapter_name=name, **kwargs)
+    return msgs
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_unload_restores(compat, scene_for, arch: str) -> None:
+    """load -> unload_lora_weights gives back the pristine weights and output, exactly."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    built, ref = _lora(scene)
+    pipe = scene.fresh()
+    _load(compat, pipe, built)
+    _expect_effect(compat, scene, pipe, ref, "load")
+    with compat.library_call():
+        pipe.unload_lora_weights()
+    _expect_pristine(compat, scene, pipe, "unload_lora_weights")
+    with compat.library_call():
+        after = run_step(pipe)
+        pristine = run_step(scene.fresh())
+    same, delta = outputs_close(after, pristine, scene.dtype, exact=True)
+    compat.detail(output_max_abs_diff=delta)
+    if not same:
+        compat.finding(
+            Outcome.STALE_STATE, f"output after unload differs from pristine (max {delta:.3g})"
+        )
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_fuse_unfuse(compat, scene_for, arch: str) -> None:
+    """fuse_lora writes base + delta into the weights (and the LoRA is not applied twice);
+    unfuse_lora gives the base weights back within rounding."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    built, ref = _lora(scene, seed=1)
+    pipe = scene.fresh()
+    _load(compat, pipe, built)
+    with compat.library_call():
+        pipe.fuse_lora(**scene.fuse_kwargs(pipe))
+        stored = scene.stored(pipe)
+    comparisons = scene.compare(stored, ref)
+    moved = sum(len(c.matched) + len(c.wrong) for c in comparisons.values())
+    if not any(c.matched or c.wrong for c in comparisons.values()):
+        compat.finding(Outcome.SILENT_NOOP, "fuse_lora changed no stored weight")
+    try:
+        judge_load(ref, comparisons, [], [], compat, scene.classes)
+    except Finding as exc:
+        raise Finding(exc.outcome, f"fused weights: {exc}") from None
+    _expect_effect(compat, scene, pipe, ref, "fuse_lora (effective weights)")
+    with compat.library_call():
+        pipe.unfuse_lora(**scene.fuse_kwargs(pipe))
+        stored = scene.stored(pipe)
+    left = {}
+    for component, weights in stored.items():
+        base = scene.base[component]
+        for name, w in weights.items():
+            tol = (
+                1e-5 * float(base[name].abs().max()) + 1e-6
+                if scene.dtype == torch.float32
+                else 2e-2
+            )
+            err = float((w - base[name]).abs().max())
+            if err > tol:
+                left[f"{component}.{name}"] = err
+    compat.detail(modules_fused=moved)
+    if left:
+        compat.detail(not_restored=dict(list(left.items())[:20]))
+        compat.finding(
+            Outcome.STALE_STATE,
+            f"unfuse_lora left {len(left)} module(s) fused: {', '.join(list(left)[:5])}",
+        )
+    _expect_effect(compat, scene, pipe, ref, "unfuse_lora (adapter active again)")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_set_adapters_weight(compat, scene_for, arch: str) -> None:
+    """set_adapters([A], [w]) scales the effect by w, for w in 0.5, 2.0 and 0."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    built, ref = _lora(scene, seed=2)
+    pipe = scene.fresh()
+    _load(compat, pipe, built)
+    for weight in (0.5, 2.0, 0.0):
+        with compat.library_call():
+            pipe.set_adapters([A], [weight])
+        _expect_effect(compat, scene, pipe, ref, f"set_adapters([{A!r}], [{weight}])", weight)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_multiple_adapters(compat, scene_for, arch: str) -> None:
+    """Two adapters with different (overlapping) target sets, weighted 0.7 / 1.3: the
+    effect is the weighted sum of both references."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    a, ref_a = _lora(scene, part="even", seed=3)
+    b, ref_b = _lora(scene, part="odd", seed=4)
+    pipe = scene.fresh()
+    _load(compat, pipe, a, A)
+    _load(compat, pipe, b, B)
+    with compat.library_call():
+        pipe.set_adapters([A, B], [0.7, 1.3])
+    _expect_effect(
+        compat,
+        scene,
+        pipe,
+        combine([(ref_a, 0.7), (ref_b, 1.3)]),
+        f"set_adapters([{A!r}, {B!r}], [0.7, 1.3])",
+    )
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_delete_adapters(compat, scene_for, arch: str) -> None:
+    """delete_adapters(A) with B loaded leaves exactly B's effect and forgets A."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    a, _ = _lora(scene, part="even", seed=5)
+    b, ref_b = _lora(scene, part="odd", seed=6)
+    pipe = scene.fresh()
+    _load(compat, pipe, a, A)
+    _load(compat, pipe, b, B)
+    with compat.library_call():
+        pipe.set_adapters([A, B])
+        pipe.delete_adapters(A)
+        listed = adapter_list(pipe)
+    if listed is not None and any(A in names for names in listed.values()):
+        compat.finding(
+            Outcome.STALE_STATE,
+            f"get_list_adapters still lists 'style' after delete_adapters: {listed}",
+        )
+    _expect_effect(compat, scene, pipe, ref_b, f"delete_adapters({A!r})")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_disable_enable(compat, scene_for, arch: str) -> None:
+    """disable_lora -> pristine behaviour; enable_lora -> the LoRA's effect again."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    built, ref = _lora(scene, seed=7)
+    pipe = scene.fresh()
+    _load(compat, pipe, built)
+    with compat.library_call():
+        pipe.disable_lora()
+    _expect_pristine(compat, scene, pipe, "disable_lora", Outcome.SILENT_NOOP)
+    with compat.library_call():
+        pipe.enable_lora()
+    _expect_effect(compat, scene, pipe, ref, "enable_lora")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_set_lora_device(compat, scene_for, device, arch: str) -> None:
+    """set_lora_device moves the adapter's tensors (to CPU and back on a GPU run; on a CPU
+    run the same device) and the effect is unchanged."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    built, ref = _lora(scene, seed=8)
+    pipe = scene.fresh()
+    _load(compat, pipe, built)
+    for target in ("cpu", str(device)):
+        with compat.library_call():
+            pipe.set_lora_device([A], target)
+        misplaced = [
+            name
+            for component in scene.layout
+            for name, param in getattr(pipe, component).named_parameters()
+            if f".{A}." in f".{name}."
+            and "lora_" in name
+            and param.device.type != torch.device(target).type
+        ]
+        if misplaced:
+            compat.finding(
+                Outcome.SILENT_NOOP, f"set_lora_device({target!r}) left {misplaced[0]} elsewhere"
+            )
+    compat.detail(cross_device=str(device) != "cpu")
+    _expect_effect(compat, scene, pipe, ref, "set_lora_device")
+
+
+SAVE_CASES = [(arch, fmt) for arch in ARCHES for fmt in ("peft", "kohya")]
+
+
+@pytest.mark.parametrize("arch,fmt", SAVE_CASES, ids=[f"{a}-{f}" for a, f in SAVE_CASES])
+def test_save_load_roundtrip(compat, scene_for, tmp_path, arch: str, fmt: str) -> None:
+    """load -> save_lora_weights -> load into a fresh pipeline: the reloaded adapter acts
+    exactly as the first one did (kohya: alpha != rank, so a lost alpha shows). Metadata
+    keywords are passed where the version's save_lora_weights accepts them, as diffusers'
+    own training scripts do. The oracle is the first pipeline's effective weights, so a
+    first-load problem (see lora/formats) does not count twice."""
+    compat.param(arch=arch, format=fmt)
+    scene = scene_for(arch)
+    built, _ = _lora(
+        scene, fmt=fmt, alpha=1.0 if FORMATS[fmt].alpha else None, seed=9, blocks_only=True
+    )
+    pipe = scene.fresh()
+    try:
+        _load(compat, pipe, built)
+    except LibraryError as exc:  # the formats check reports first-load problems
+        compat.not_run(f"the {fmt} file does not load here ({exc.outcome}); see lora/formats")
+    with compat.library_call():
+        first = scene.observe(pipe)
+        kwargs = save_kwargs(arch, pipe, A)
+    if not kwargs:
+        compat.not_run(
+            f"the {fmt} file attached no adapter here (see lora/formats); nothing to save"
+        )
+    with compat.library_call():
+        save = type(pipe).save_lora_weights
+        for component in list(kwargs):
+            name = component.replace("_lora_layers", "_lora_adapter_metadata")
+            if accepts(save, name):
+                kwargs[name] = (
+                    getattr(pipe, component.replace("_lora_layers", "")).peft_config[A].to_dict()
+                )
+        save(str(tmp_path), weight_name="roundtrip.safetensors", **kwargs)
+    compat.detail(saved_with_metadata=any(k.endswith("_metadata") for k in kwargs))
+    fresh = scene.fresh()
+    with compat.library_call():
+        fresh.load_lora_weights(str(tmp_path), weight_name="roundtrip.safetensors", adapter_name=A)
+        second = scene.observe(fresh)
+    lost, wrong = [], {}
+    for component, weights in first.items():
+        for name, w1 in weights.items():
+            w2, b = second[component][name], scene.base[component][name]
+            tol = allowance(w1 - b, b, scene.dtype, scene.dtype)
+            err = float((w2 - w1).abs().max())
+            if err <= tol:
+                continue
+            if float((w2 - b).abs().max()) <= tol:
+                lost.append(f"{component}.{name}")
+            else:
+                wrong[f"{component}.{name}"] = err
+    compat.detail(lost=lost[:20], wrong=dict(list(wrong.items())[:20]))
+    if wrong:
+        compat.finding(
+            Outcome.WRONG_RESULT,
+            f"reloaded adapter acts differently on {len(wrong)} module(s): {', '.join(list(wrong)[:5])}",
+        )
+    if lost:
+        compat.finding(
+            Outcome.DROPPED_KEYS,
+            f"reloaded adapter lost {len(lost)} module(s): {', '.join(lost[:5])}",
+        )
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_low_cpu_mem_usage(compat, scene_for, arch: str) -> None:
+    """low_cpu_mem_usage=True and False both give the reference effect."""
+    compat.param(arch=arch, format="peft")
+    compat.require(
+        has_low_cpu_mem_usage(), "load_lora_weights has no low_cpu_mem_usage in this version"
+    )
+    scene = scene_for(arch)
+    built, ref = _lora(scene, seed=10)
+    for flag in (True, False):
+        pipe = scene.fresh()
+        _load(compat, pipe, built, name_keys=False, low_cpu_mem_usage=flag)
+        _expect_effect(compat, scene, pipe, ref, f"load_lora_weights(low_cpu_mem_usage={flag})")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_output_matches_patched(compat, scene_for, arch: str) -> None:
+    """End to end: one denoising step with the LoRA loaded equals the same step of a pristine
+    pipeline whose weights were patched by hand with the reference deltas."""
+    compat.param(arch=arch, format="peft")
+    scene = scene_for(arch)
+    built, ref = _lora(scene, seed=11)
+    pipe = scene.fresh()
+    _load(compat, pipe, built)
+    patched = scene.fresh()
+    with torch.no_grad():
+        for component, name in ref.modules():
+            module = scene.modules(patched, component)[name]
+            delta = ref.delta(component, name).reshape(module.weight.shape)
+            module.weight += delta.to(module.weight.dtype)
+    with compat.library_call():
+        got = run_step(pipe)
+    expected = run_step(patched)
+    close, delta = outputs_close(got, expected, scene.dtype)
+    compat.detail(output_max_abs_diff=delta)
+    if not close and delta > 1e-4:
+        compat.finding(
+            Outcome.WRONG_RESULT, f"output differs from the hand-patched pipeline (max {delta:.3g})"
+        )

@@ -1,0 +1,221 @@
+"""Planted bugs: each LoRA check family must turn red when diffusers misbehaves the way the
+check exists to catch, and stay green on the unpatched library (BRIEF section 5).
+
+Runs the real suite checks in-process (``pytest.main`` on suites/lora with ``-k``) against a
+monkeypatched diffusers (the newest cell's), then reads the verdicts from the records:
+
+a. an all-or-none Q/K/V assertion in Flux's LoRA conversion (InvokeAI, seed 004)
+b. a converter that silently drops a key
+c. alpha ignored in the scaling
+d. a loader that pops from the caller's dict
+e. an unfuse that skips a module
+
+The hypothesis checks are narrowed to the transformer blocks (``ADAPTER_COMPAT_LORA_FOCUS``)
+so the unpatched run is green in every cell that has these loaders (0.42's global-layer
+drop and text-encoder-MLP rejection are real findings, shown by the suite, not here).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+diffusers = pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from harness.records import read_records  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LORA = ROOT / "suites" / "lora"
+BLOCKS = r"^transformer\.(double|single)_blocks\."
+
+CHECKS = {
+    "qkv": (
+        "test_formats.py",
+        "test_load_matches_reference and flux-peft and not alpha and not bare and not base_model",
+    ),
+    "drop": ("test_formats.py", "test_load_matches_reference and flux-kohya"),
+    "alpha": ("test_formats.py", "test_load_matches_reference and flux-kohya"),
+    "mutate": (
+        "test_formats.py",
+        "test_load_does_not_mutate_input and flux-peft and not alpha and not bare and not base_model",
+    ),
+    "unfuse": ("test_lifecycle.py", "test_fuse_unfuse and flux"),
+}
+
+
+def run_check(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Run one suite check in this process; returns its records."""
+    monkeypatch.setenv("ADAPTER_COMPAT_LORA_FOCUS", BLOCKS)
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "default")
+    _pin_hypothesis_profile()
+    module, expr = CHECKS[key]
+    results = tmp_path / f"{key}.jsonl"
+    code = pytest.main(
+        [
+            str(LORA / module),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            expr,
+            "--compat-results",
+            str(results),
+            "--compat-cell",
+            "selftest",
+        ]  # fmt: skip
+    )
+    assert code in (0, 1), f"inner pytest failed to run ({code})"
+    records = [r for r in read_records([results]) if r.get("kind") == "check"]
+    assert records, "the check wrote no record"
+    return records
+
+
+def _pin_hypothesis_profile() -> None:
+    """12 derandomized examples, as suites/conftest.py's "default" profile, whether or not
+    an earlier in-process run already imported that conftest with another profile."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "lora-selftest",
+        max_examples=12,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    settings.load_profile("lora-selftest")
+
+
+def verdicts(records: list[dict]) -> dict[str, str]:
+    return {r["check_id"]: f"{r['verdict']}:{r['observed']}" for r in records}
+
+
+# ----------------------------------------------------------------------------- plants
+def plant_qkv_all_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """InvokeAI's converter asserted that a block has all of q/k/v or none of them."""
+    from diffusers.loaders import lora_pipeline
+
+    original = lora_pipeline.FluxLoraLoaderMixin.lora_state_dict.__func__
+
+    def lora_state_dict(cls, *args, **kwargs):
+        out = original(cls, *args, **kwargs)
+        sd = out[0] if isinstance(out, tuple) else out
+        blocks: dict[str, set[str]] = {}
+        for key in sd:
+            m = re.match(r"(transformer\..*blocks\.\d+)\.attn\.(to_q|to_k|to_v)\.", key)
+            if m:
+                blocks.setdefault(m.group(1), set()).add(m.group(2))
+        for found in blocks.values():
+            assert len(found) in (0, 3), "q, k and v must all be present"
+        return out
+
+    monkeypatch.setattr(
+        lora_pipeline.FluxLoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
+    )
+
+
+def _wrap_kohya(monkeypatch: pytest.MonkeyPatch, before=None, after=None) -> None:
+    from diffusers.loaders import lora_pipeline
+
+    original = lora_pipeline._convert_kohya_flux_lora_to_diffusers
+
+    def convert(state_dict):
+        if before:
+            state_dict = before(state_dict)
+        out = original(state_dict)
+        return after(out) if after else out
+
+    monkeypatch.setattr(lora_pipeline, "_convert_kohya_flux_lora_to_diffusers", convert)
+
+
+def plant_silent_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The converter loses one attention pair (as a key renamed so that it no longer
+    matches would) and says nothing; it keeps at least one pair, so the load succeeds."""
+
+    def drop_one(out: dict) -> dict:
+        stems = sorted({k.rsplit(".lora_", 1)[0] for k in out if ".lora_A." in k})
+        victims = [s for s in stems if ".attn." in s and bool(out[s + ".lora_B.weight"].any())]
+        if not victims or len(stems) < 2:
+            return out
+        return {k: v for k, v in out.items() if not k.startswith(victims[0] + ".")}
+
+    _wrap_kohya(monkeypatch, after=drop_one)
+
+
+def plant_alpha_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The converter throws the alphas away (scale 1 instead of alpha / rank)."""
+    _wrap_kohya(
+        monkeypatch, before=lambda sd: {k: v for k, v in sd.items() if not k.endswith(".alpha")}
+    )
+
+
+def plant_pop_from_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_lora_weights pops a key from the dict the caller passed."""
+    cls = diffusers.FluxPipeline
+    original = cls.load_lora_weights
+
+    def load_lora_weights(self, state_dict, *args, **kwargs):
+        if isinstance(state_dict, dict) and state_dict:
+            copy = dict(state_dict)
+            state_dict.pop(next(iter(state_dict)))
+            return original(self, copy, *args, **kwargs)
+        return original(self, state_dict, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "load_lora_weights", load_lora_weights)
+
+
+def plant_unfuse_skips_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """unfuse_lora leaves the first fused layer of the transformer fused."""
+    cls = diffusers.FluxPipeline
+    original = cls.unfuse_lora
+
+    def unfuse_lora(self, *args, **kwargs):
+        for module in self.transformer.modules():
+            if getattr(module, "merged_adapters", None):
+                module.merged_adapters = []
+                break
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "unfuse_lora", unfuse_lora)
+
+
+PLANTS = {
+    "qkv": (plant_qkv_all_or_none, {"CRASH"}),
+    "drop": (plant_silent_drop, {"DROPPED_KEYS"}),
+    "alpha": (plant_alpha_ignored, {"WRONG_RESULT"}),
+    "mutate": (plant_pop_from_caller, {"INPUT_MUTATED"}),
+    "unfuse": (plant_unfuse_skips_module, {"STALE_STATE"}),
+}
+
+
+@pytest.fixture(scope="module")
+def flux_available() -> None:
+    if not hasattr(diffusers, "FluxPipeline"):
+        pytest.skip("this diffusers has no FluxPipeline")
+
+
+@pytest.mark.parametrize(
+    "key", ["qkv", "drop", "mutate", "unfuse"]
+)  # "alpha" runs the "drop" check
+def test_unpatched_library_passes(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None
+) -> None:
+    records = run_check(tmp_path, key, monkeypatch)
+    assert all(r["verdict"] == "pass" for r in records), json.dumps(verdicts(records), indent=1)
+
+
+@pytest.mark.parametrize("key", list(PLANTS))
+def test_planted_bug_turns_check_red(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None
+) -> None:
+    plant, outcomes = PLANTS[key]
+    plant(monkeypatch)
+    records = run_check(tmp_path, key, monkeypatch)
+    assert all(r["verdict"] == "regression" for r in records), json.dumps(
+        verdicts(records), indent=1
+    )
+    assert {r["observed"] for r in records} <= outcomes, json.dumps(verdicts(records), indent=1)

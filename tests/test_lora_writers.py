@@ -1,0 +1,344 @@
+"""Unit tests of the LoRA writers, reference, detector normaliser and byo detection.
+
+Pure torch (no diffusers): tiny hand-written layouts, the committed full-size layouts and
+manifests. Every expected value here is written out by hand from the format definitions.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from harness.byo import UserFile, find_weight_file, read_header  # noqa: E402
+from harness.byo.lora import detect  # noqa: E402
+from harness.checkpoints.lora.build import Pick, build, write_safetensors  # noqa: E402
+from harness.checkpoints.lora.cases import full_case, realise  # noqa: E402
+from harness.checkpoints.lora.formats import FORMATS, expressible  # noqa: E402
+from harness.checkpoints.lora.layouts import ComponentLayout, Layer, sgm_unet_map, to_sgm  # noqa: E402
+from harness.checkpoints.lora.manifests import FIXTURES, MANIFEST_DTYPE, load_layout, manifest  # noqa: E402
+from harness.errors import UsageError  # noqa: E402
+from harness.reference.lora import Reference, Term, compare, effective_weight, parse  # noqa: E402
+from harness.reference.lora_detector import read_converted, split_key  # noqa: E402
+
+D = 8  # inner width of the hand-made Flux layout; proj_mlp is 4 * D
+
+
+def flux_layout() -> dict[str, ComponentLayout]:
+    layers = {
+        "transformer_blocks.0.attn.to_q": Layer(D, D),
+        "transformer_blocks.0.attn.to_k": Layer(D, D),
+        "transformer_blocks.0.attn.to_v": Layer(D, D),
+        "transformer_blocks.0.attn.to_out.0": Layer(D, D),
+        "transformer_blocks.0.attn.add_q_proj": Layer(D, D),
+        "transformer_blocks.0.attn.add_k_proj": Layer(D, D),
+        "transformer_blocks.0.attn.add_v_proj": Layer(D, D),
+        "transformer_blocks.0.attn.to_add_out": Layer(D, D),
+        "single_transformer_blocks.0.attn.to_q": Layer(D, D),
+        "single_transformer_blocks.0.attn.to_k": Layer(D, D),
+        "single_transformer_blocks.0.attn.to_v": Layer(D, D),
+        "single_transformer_blocks.0.proj_mlp": Layer(D, 4 * D),
+        "single_transformer_blocks.0.proj_out": Layer(5 * D, D),
+        "norm_out.linear": Layer(D, 2 * D),
+    }
+    te = {"text_model.encoder.layers.0.self_attn.q_proj": Layer(4, 4)}
+    return {"transformer": ComponentLayout(layers), "text_encoder": ComponentLayout(te)}
+
+
+def group(layout, native: str):
+    for g, parts in expressible(FORMATS["kohya"], "flux", layout):
+        if g.native == native:
+            return g, parts
+    raise KeyError(native)
+
+
+def test_kohya_flux_partial_qkv_dense_reference() -> None:
+    layout = flux_layout()
+    g, _ = group(layout, "double_blocks.0.img_attn.qkv")
+    built = build(
+        "kohya", "flux", layout, [Pick(g, (g.parts[0], g.parts[2]), rank=4, alpha=2.0)], seed=1
+    )
+    sd = built.state_dict
+    assert set(sd) == {
+        "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight",
+        "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight",
+        "lora_unet_double_blocks_0_img_attn_qkv.alpha",
+    }
+    up, down = (
+        sd["lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight"].double(),
+        sd["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"].double(),
+    )
+    assert up.shape == (3 * D, 4) and bool((up[D : 2 * D] == 0).all())  # k absent: zero rows
+    ref = parse(sd, "kohya", "flux", layout)
+    assert not ref.unknown_keys
+    q, k, v = (f"transformer_blocks.0.attn.to_{x}" for x in "qkv")
+    torch.testing.assert_close(ref.delta("transformer", q), 0.5 * up[:D] @ down)
+    torch.testing.assert_close(ref.delta("transformer", v), 0.5 * up[2 * D :] @ down)
+    assert float(ref.delta("transformer", k).abs().max()) == 0.0
+
+
+def test_stacked_layout_and_linear1_split() -> None:
+    layout = flux_layout()
+    g, parts = group(layout, "single_blocks.0.linear1")
+    assert g.widths == (D, D, D, 4 * D)
+    present = (parts[1], parts[3])  # to_k and proj_mlp
+    sd = build(
+        "kohya", "flux", layout, [Pick(g, present, rank=2, layout="stacked")], seed=2
+    ).state_dict
+    down = sd["lora_unet_single_blocks_0_linear1.lora_down.weight"].double()
+    up = sd["lora_unet_single_blocks_0_linear1.lora_up.weight"].double()
+    assert down.shape == (4, D) and up.shape == (7 * D, 4)
+    ref = parse(sd, "kohya", "flux", layout)
+    # no alpha: scale 1; block-diagonal up: to_k uses columns 0:2, proj_mlp 2:4
+    torch.testing.assert_close(ref.delta("transformer", parts[1]), up[D : 2 * D] @ down)
+    torch.testing.assert_close(ref.delta("transformer", parts[3]), up[3 * D :, 2:] @ down[2:])
+    assert float(ref.delta("transformer", parts[0]).abs().max()) == 0.0
+
+
+def test_final_layer_rows_are_swapped_only_for_bfl_names() -> None:
+    layout = flux_layout()
+    g, parts = group(layout, "final_layer.adaLN_modulation.1")
+    sd = build("kohya", "flux", layout, [Pick(g, parts, rank=1)], seed=3).state_dict
+    up = sd["lora_unet_final_layer_adaLN_modulation_1.lora_up.weight"].double()
+    down = sd["lora_unet_final_layer_adaLN_modulation_1.lora_down.weight"].double()
+    want = torch.cat([up[D:], up[:D]]) @ down  # BFL shift|scale -> diffusers scale|shift
+    torch.testing.assert_close(
+        parse(sd, "kohya", "flux", layout).delta("transformer", "norm_out.linear"), want
+    )
+    peft = build("peft", "flux", layout, [Pick(g, parts, rank=1)], seed=3).state_dict
+    p_up = peft["transformer.norm_out.linear.lora_B.weight"].double()
+    p_down = peft["transformer.norm_out.linear.lora_A.weight"].double()
+    torch.testing.assert_close(
+        parse(peft, "peft", "flux", layout).delta("transformer", "norm_out.linear"), p_up @ p_down
+    )
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if FORMATS[f].supports("flux")])
+def test_every_flux_format_round_trips_through_the_reference(fmt: str) -> None:
+    layout = flux_layout()
+    case = full_case(FORMATS[fmt], "flux", layout, rank=2, alpha=3.0, narrow=False)
+    built = realise(FORMATS[fmt], "flux", layout, case)
+    ref = parse(built.state_dict, fmt, "flux", layout)
+    assert not ref.unknown_keys
+    expected = {(p.group.component, part) for p in case.picks for part in p.present}
+    assert set(ref.terms) == expected
+
+
+def test_stray_keys_are_unknown_to_the_reference() -> None:
+    layout = flux_layout()
+    for fmt in ("kohya", "peft", "xlabs", "mixture", "comfy"):
+        case = full_case(FORMATS[fmt], "flux", layout)
+        case.stray = 1
+        built = realise(FORMATS[fmt], "flux", layout, case)
+        ref = parse(built.state_dict, fmt, "flux", layout)
+        assert sorted(ref.unknown_keys) == sorted(built.stray_keys) and built.stray_keys, fmt
+        assert all("bogus0" in k for k in built.stray_keys)
+
+
+def test_sgm_names_of_the_real_sdxl_unet() -> None:
+    """kohya's SDXL names, as in released files (facts of the SGM UNet numbering)."""
+    blocks = sgm_unet_map(load_layout("sdxl")["unet"])
+    assert blocks["down_blocks.1.attentions.0"] == "input_blocks.4.1"
+    assert blocks["down_blocks.2.attentions.1"] == "input_blocks.8.1"
+    assert blocks["mid_block.attentions.0"] == "middle_block.1"
+    assert blocks["up_blocks.0.attentions.2"] == "output_blocks.2.1"
+    assert blocks["up_blocks.1.attentions.0"] == "output_blocks.3.1"
+    path = "down_blocks.2.attentions.0.transformer_blocks.9.attn2.to_k"
+    assert to_sgm(path, blocks) == "input_blocks.7.1.transformer_blocks.9.attn2.to_k"
+
+
+def test_committed_manifests_match_the_writers() -> None:
+    """The manifests are what the writers produce on the committed layouts (regenerate with
+    ``python -m harness.checkpoints.lora.manifests`` when a format changes)."""
+    for path in sorted(FIXTURES.glob("manifest-*.json")):
+        data = json.loads(path.read_text())
+        again = manifest(data["format"], data["arch"], load_layout(data["arch"]))
+        assert again["keys"] == data["keys"], path.name
+        assert {d for _, d in data["keys"].values()} == {MANIFEST_DTYPE[data["arch"]]}
+
+
+def test_real_layout_shapes() -> None:
+    keys = json.loads((FIXTURES / "manifest-flux-kohya.json").read_text())["keys"]
+    assert keys["lora_unet_single_blocks_37_linear1.lora_up.weight"][0] == [3072 * 3 + 12288, 16]
+    assert keys["lora_unet_double_blocks_18_img_attn_qkv.lora_up.weight"][0] == [9216, 16]
+    sdxl = json.loads((FIXTURES / "manifest-sdxl-kohya.json").read_text())["keys"]
+    assert sdxl["lora_te2_text_model_encoder_layers_31_mlp_fc1.lora_up.weight"][0] == [5120, 16]
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("manifest-*.json")), ids=lambda p: p.stem)
+def test_byo_detects_each_manifest_as_itself(path: Path) -> None:
+    data = json.loads(path.read_text())
+    keys = data["keys"]
+    found = detect(list(keys), {k: v[0] for k, v in keys.items()})
+    assert found is not None
+    assert (found.format, found.arch) == (data["format"], data["arch"])
+
+
+class FakeLora(torch.nn.Module):
+    """A stand-in for a LoRA-wrapped Linear: y = base(x) + s * B(A(x))."""
+
+    def __init__(self, base: torch.nn.Linear, a: torch.Tensor, b: torch.Tensor, s: float) -> None:
+        super().__init__()
+        self.base_layer, self.a, self.b, self.s = base, a, b, s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_layer(x) + self.s * (x @ self.a.T) @ self.b.T
+
+
+def test_effective_weight_and_compare() -> None:
+    gen = torch.Generator().manual_seed(0)
+    base = torch.nn.Linear(6, 5).double()
+    a, b = (
+        torch.randn(2, 6, generator=gen, dtype=torch.float64),
+        torch.randn(5, 2, generator=gen, dtype=torch.float64),
+    )
+    wrapped = FakeLora(base, a, b, 0.5)
+    torch.testing.assert_close(effective_weight(wrapped), base.weight.detach() + 0.5 * b @ a)
+    ref = Reference(terms={("unet", "m"): [Term(a, b, 0.5, ("k",), torch.float32)]})
+    ok = compare(
+        {"m": effective_weight(wrapped)}, {"m": base.weight.detach().double()}, ref, "unet"
+    )
+    assert ok.ok and ok.matched == ["m"]
+    dropped = compare(
+        {"m": base.weight.detach().double()}, {"m": base.weight.detach().double()}, ref, "unet"
+    )
+    assert dropped.dropped == ["m"]
+    wrong = compare(
+        {"m": effective_weight(FakeLora(base, a, b, 1.0))},
+        {"m": base.weight.detach().double()},
+        ref,
+        "unet",
+    )
+    assert "m" in wrong.wrong
+
+
+@pytest.mark.parametrize(
+    "key,expected",
+    [
+        (
+            "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight",
+            ("unet", "down_blocks.0.attentions.0.proj_in", "down"),
+        ),
+        (
+            "unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight",
+            ("unet", "mid_block.attentions.0.transformer_blocks.0.attn1.to_q", "down"),
+        ),
+        (
+            "unet.up_blocks.1.attentions.0.transformer_blocks.0.attn2.processor.to_out_lora.up.weight",
+            ("unet", "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_out.0", "up"),
+        ),
+        (
+            "text_encoder.text_model.encoder.layers.0.self_attn.to_k_lora.down.weight",
+            ("text_encoder", "text_model.encoder.layers.0.self_attn.k_proj", "down"),
+        ),
+        (
+            "text_encoder.text_model.encoder.layers.0.mlp.fc1.lora_linear_layer.up.weight",
+            ("text_encoder", "text_model.encoder.layers.0.mlp.fc1", "up"),
+        ),
+        (
+            "unet.down_blocks.0.attentions.0.proj_in.lora.down.weight",
+            ("unet", "down_blocks.0.attentions.0.proj_in", "down"),
+        ),
+        (
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight.alpha",
+            ("unet", "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", "alpha"),
+        ),
+        (
+            "time_text_embed.timestep_embedder.linear_1.lora_A.weight",
+            (None, "time_text_embed.timestep_embedder.linear_1", "down"),
+        ),
+    ],
+)
+def test_detector_key_spellings(key: str, expected: tuple) -> None:
+    assert split_key(key) == expected
+
+
+def test_read_converted_pairs_alphas() -> None:
+    conv = read_converted(
+        {
+            "transformer.x.lora_A.weight": torch.ones(1, 2),
+            "transformer.x.lora_B.weight": torch.ones(2, 1),
+        },
+        {"transformer.x.alpha": 3.0},
+    )
+    assert set(conv.pairs) == {("transformer", "x")} and conv.alphas == {("transformer", "x"): 3.0}
+
+
+# ----------------------------------------------------------------------------- byo / check
+def _header_file(path: Path, header: dict) -> Path:
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob)
+    return path
+
+
+def test_read_header_without_torch(tmp_path: Path) -> None:
+    layout = flux_layout()
+    case = full_case(FORMATS["xlabs"], "flux", layout)
+    built = realise(FORMATS["xlabs"], "flux", layout, case)
+    path = tmp_path / "x.safetensors"
+    write_safetensors(path, built.state_dict, {"ss_network_dim": 4})
+    user = read_header(path)
+    assert set(user.keys) == set(built.state_dict) and user.metadata == {"ss_network_dim": "4"}
+    assert detect(user.keys, user.shapes).format == "xlabs"
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"\x05", "unreadable safetensors header"),
+        (struct.pack("<Q", 12) + b"{not json!!}", "unreadable safetensors header"),
+        (struct.pack("<Q", 2**40) + b"{}", "unreadable safetensors header"),
+    ],
+)
+def test_unreadable_headers(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        read_header(path)
+
+
+def test_find_weight_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        find_weight_file(tmp_path / "missing.safetensors")
+    (tmp_path / "w.bin").write_bytes(b"x")
+    with pytest.raises(UsageError, match="pickles"):
+        find_weight_file(tmp_path / "w.bin")
+    with pytest.raises(UsageError, match="no .safetensors"):
+        find_weight_file(tmp_path)
+
+
+def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    import harness.cli as cli
+
+    if "check" not in cli.COMMANDS:  # until the lead wires it into harness/commands
+        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "check"))
+    return cli.main(argv)
+
+
+@pytest.mark.parametrize("case", ["missing", "unreadable", "not-lora"])
+def test_check_command_errors_are_one_line(case: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    path = tmp_path / "f.safetensors"
+    if case == "unreadable":
+        path.write_bytes(b"\x01\x00")
+    elif case == "not-lora":
+        _header_file(
+            path, {"model.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
+        )
+    code = _cli(["check", str(path), "--detect-only"], monkeypatch)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("adapter-compat: error: ")
+
+
+def test_check_detect_only(tmp_path: Path, monkeypatch, capsys) -> None:
+    keys = json.loads((FIXTURES / "manifest-flux-kohya.json").read_text())["keys"]
+    header = {
+        k: {"dtype": "BF16", "shape": s, "data_offsets": [0, 0]} for k, (s, _) in keys.items()
+    }
+    path = _header_file(tmp_path / "my_lora.safetensors", header)
+    assert _cli(["check", str(path), "--detect-only"], monkeypatch) == 0
+    assert "format kohya, flux" in capsys.readouterr().out
+    assert isinstance(read_header(path), UserFile)
