@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.records import KIND_CELL, CellRecord, read_records, write_record
+from harness.records import CellRecord, read_records, write_record
 from harness.versions import installed_versions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,5 +152,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["main", "run_cell", "KIND_CELL"]

@@ -64,10 +64,9 @@ def refresh(cells: Iterable[Cell], log=print) -> list[Path]:
     written = []
     for cell in cells:
         torch = cell.torch
-        pin = torch.version if torch.kind != "system" else torch.version
         with tempfile.TemporaryDirectory() as tmp:
             req = Path(tmp) / "requirements.in"
-            req.write_text("\n".join([f"torch=={pin}", *requirements_for(cell)]) + "\n")
+            req.write_text("\n".join([f"torch=={torch.version}", *requirements_for(cell)]) + "\n")
             out = Path(tmp) / "lock.txt"
             proc = subprocess.run(
                 compile_command(cell, torch, out, req), capture_output=True, text=True

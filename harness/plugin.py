@@ -331,7 +331,7 @@ def _mirror_verdict(
         report.longrepr = None
     elif verdict in (Verdict.UNSUPPORTED, Verdict.SKIPPED):
         report.outcome = "skipped"
-        path, lineno, _ = item.location
+        _, lineno, _ = item.location
         report.longrepr = (
             str(item.path),
             (lineno or 0) + 1,
