@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = matrix.select_cells(args.cells)
     if args.fresh:
         for cell in cells:
-            shutil.rmtree(matrix.ROOT / ".nox" / cell.name.replace(".", "-"), ignore_errors=True)
+            shutil.rmtree(cellenv.venv_path(cell), ignore_errors=True)
     begin = time.perf_counter()
     outcomes = run_matrix(cells, args.suites.split(), jobs=args.jobs, rerun=True)
     wall = time.perf_counter() - begin

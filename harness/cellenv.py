@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from harness.matrix import ROOT, WHEELHOUSE_ENV, Cell, find_links_dirs
@@ -18,6 +19,27 @@ REPORTS = Path(os.environ.get("ADAPTER_COMPAT_REPORTS", ROOT / "reports"))
 RESULTS_DIR = REPORTS / "results"
 LOGS_DIR = REPORTS / "logs"
 STAMP_NAME = ".adapter-compat-stamp"
+#: Where nox keeps cell venvs (``nox --envdir``); the driver and ``repro`` look there too.
+ENVDIR_ENV = "ADAPTER_COMPAT_ENVDIR"
+
+
+def envdir() -> Path:
+    return Path(os.environ.get(ENVDIR_ENV) or ROOT / ".nox")
+
+
+def nox_venv_name(session: str) -> str:
+    """How nox names a session's venv folder (``cell-0.33.1`` -> ``cell-0-33-1``)."""
+    path = re.sub(r"[^\w\s-]", "-", session).strip().lower()
+    return re.sub(r"[-\s]+", "-", path).strip("-")
+
+
+def venv_path(cell: Cell | str) -> Path:
+    """The cell's venv as nox creates it (``ADAPTER_COMPAT_ENVDIR`` or ``.nox``)."""
+    return envdir() / nox_venv_name(cell if isinstance(cell, str) else cell.name)
+
+
+def cell_python(cell: Cell | str) -> Path:
+    return venv_path(cell) / "bin" / "python"
 
 
 def results_path(cell: Cell | str) -> Path:

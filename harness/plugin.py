@@ -8,6 +8,7 @@ That keeps the terminal honest while the *records* are the data the report reads
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -123,6 +124,9 @@ def pytest_configure(config: pytest.Config) -> None:
             getattr(transformers, "CLIPTextModel", None)
         except Exception:  # noqa: BLE001 - the checks themselves will report a broken import
             pass
+        # Every check allocates; without this each full collection re-walks the ~10^6
+        # objects torch + diffusers + transformers just created, none of which will die.
+        gc.freeze()
         session.import_s = time.perf_counter() - begin
 
 

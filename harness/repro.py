@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -255,18 +254,6 @@ def locate(doc: Mapping[str, Any], ident: str, cell: str | None = None) -> Locat
 
 
 # -- running a script in a cell ------------------------------------------------------------
-def nox_venv_name(session: str) -> str:
-    """How nox names a session's venv folder (``cell-0.33.1`` -> ``cell-0-33-1``)."""
-    path = re.sub(r"[^\w\s-]", "-", session).strip().lower()
-    return re.sub(r"[-\s]+", "-", path).strip("-")
-
-
-def cell_python(cell: str) -> Path:
-    """The cell venv's interpreter (``ADAPTER_COMPAT_ENVDIR`` or ``.nox``)."""
-    envdir = Path(os.environ.get("ADAPTER_COMPAT_ENVDIR") or ROOT / ".nox")
-    return envdir / nox_venv_name(cell) / "bin" / "python"
-
-
 def run_script(repro: Repro, python: str | os.PathLike[str], repo: Path = ROOT) -> int:
     """Run the script with ``python`` (output streams through); its exit status."""
     with tempfile.TemporaryDirectory(prefix="adapter-compat-repro-") as tmp:

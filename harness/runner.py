@@ -1,6 +1,9 @@
 """Drive many cells at once: each cell is a ``nox -s cell-...`` child process.
 
-Nox owns the venvs (one per cell, reused while the lock is unchanged); this module adds
+Nox owns the venvs (one per cell, reused while the lock is unchanged). Once nox has built
+a cell's venv and stamped it as current, the driver starts that venv's cell runner itself
+(exactly what the nox session would run) and saves a nox start-up per cell; any venv that
+is missing or stale goes through nox, which installs it. This module adds
 what a long matrix needs: parallel jobs sized to the machine, a progress line per finished
 cell, a per-cell log file, an outer wall-clock limit that also covers a hung install, and
 a cell record for every way a child can end, so the report always has every column.
@@ -86,12 +89,37 @@ def default_jobs() -> int:
 
 
 def nox_command(cell: Cell, pytest_args: Sequence[str]) -> list[str]:
-    envdir = os.environ.get("ADAPTER_COMPAT_ENVDIR")  # where cell venvs live (default .nox)
+    envdir = os.environ.get(cellenv.ENVDIR_ENV)  # where cell venvs live (default .nox)
     return [
         sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"),
         *(["--envdir", envdir] if envdir else []),
         "-s", cell.name, "--", *pytest_args,
     ]  # fmt: skip
+
+
+def direct_command(cell: Cell, pytest_args: Sequence[str]) -> list[str] | None:
+    """The cell session's own command line, when its venv is built and current."""
+    venv = cellenv.venv_path(cell)
+    python = cellenv.cell_python(cell)
+    if not (python.exists() and cellenv.stamp_matches(venv, cell)):
+        return None
+    return [
+        str(python), "-m", "harness.cellrun",
+        "--cell", cell.name,
+        "--results", str(cellenv.results_path(cell)),
+        "--", *pytest_args,
+    ]  # fmt: skip
+
+
+def cell_command(cell: Cell, pytest_args: Sequence[str], env: dict[str, str]) -> list[str]:
+    """Direct when the venv is current (``env`` gets what nox would set), else nox."""
+    direct = direct_command(cell, pytest_args)
+    if direct is None:
+        return nox_command(cell, pytest_args)
+    venv = cellenv.venv_path(cell)
+    env["VIRTUAL_ENV"] = str(venv)
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
+    return direct
 
 
 def summarize(results: Path) -> tuple[str, Counter, str]:
@@ -111,7 +139,6 @@ def run_one(
     cell: Cell,
     pytest_args: Sequence[str],
     timeout: float,
-    threads: int,
     fingerprint: str,
     rerun: bool,
 ) -> CellOutcome:
@@ -123,13 +150,13 @@ def run_one(
         return CellOutcome(cell, status, 0.0, verdicts, message, resumed=True)
     env = dict(os.environ)
     env["ADAPTER_COMPAT_RUN_FINGERPRINT"] = fingerprint
-    env.setdefault("OMP_NUM_THREADS", str(threads))
-    env.setdefault("MKL_NUM_THREADS", str(threads))
+    # Thread count: the cell runner's default (one intra-op thread: tiny models run
+    # slower on two) unless the user set OMP_NUM_THREADS; parallelism comes from jobs.
     env["ADAPTER_COMPAT_CELL_TIMEOUT"] = str(timeout)
     begin = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.Popen(
-            nox_command(cell, pytest_args),
+            cell_command(cell, pytest_args, env),
             cwd=ROOT,
             env=env,
             stdout=handle,
@@ -179,7 +206,6 @@ def run_matrix(
     resumes where it stopped."""
     code = code_digest()
     jobs = max(1, min(jobs or default_jobs(), len(cells) or 1))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     progress(f"running {len(cells)} cell(s), {jobs} at a time; logs in {cellenv.LOGS_DIR}")
     done: dict[str, CellOutcome] = {}
     lock = threading.Lock()
@@ -191,7 +217,6 @@ def run_matrix(
                 c,
                 pytest_args,
                 timeout,
-                threads,
                 run_fingerprint(c, pytest_args, code),
                 rerun,
             ): c

@@ -18,7 +18,7 @@ import torch  # noqa: F401
 
 import harness.cli
 import harness.plugin  # noqa: F401
-from harness import repro
+from harness import cellenv, repro
 from harness.records import read_records
 from harness.report import write_report
 
@@ -163,5 +163,5 @@ def test_repro_command(
 
 
 def test_nox_venv_name() -> None:
-    assert repro.nox_venv_name("cell-0.33.1") == "cell-0-33-1"
-    assert repro.nox_venv_name("cell-0.33.1-torch2.5.1") == "cell-0-33-1-torch2-5-1"
+    assert cellenv.nox_venv_name("cell-0.33.1") == "cell-0-33-1"
+    assert cellenv.nox_venv_name("cell-0.33.1-torch2.5.1") == "cell-0-33-1-torch2-5-1"

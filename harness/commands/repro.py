@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from harness import cellenv
 from harness.errors import UsageError
 
 DESCRIPTION = __doc__.split("\n", 2)[2] if __doc__ else ""
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.run:
         print(script.script, end="")
         return 0
-    python = Path(args.python) if args.python else repro.cell_python(found.cell)
+    python = Path(args.python) if args.python else cellenv.cell_python(found.cell)
     if not python.exists():
         raise UsageError(
             f"no interpreter at {python}: build the cell first (`nox -s {found.cell}`), or "
