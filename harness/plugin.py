@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 import traceback as tb
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -235,8 +236,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     session = _session(item.config)
     if session.results:
         write_record(session.results, record)
+        if "repro" in record.details:
+            _write_repro(session.results, record)
     item.user_properties.append(("compat_verdict", verdict.value))
     _mirror_verdict(report, item, record, verdict, exc)
+
+
+def repro_dir(results: str | os.PathLike[str]) -> Path:
+    """Where a results file's reproduction scripts go: ``cell-X.jsonl`` -> ``cell-X.repro/``."""
+    path = Path(results)
+    return path.with_name(path.stem + ".repro")
+
+
+def _write_repro(results: str | os.PathLike[str], record: CheckRecord) -> None:
+    """Put the attached scenario next to the record as a runnable script, so a finding
+    can be confirmed in that cell's venv before any report exists."""
+    from harness import repro
+
+    script = repro.build(record.check_id, record.cell, asdict(record))
+    folder = repro_dir(results)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{script.id}.py").write_text(script.script, encoding="utf-8")
 
 
 def _build_record(

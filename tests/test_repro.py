@@ -95,6 +95,20 @@ def test_body_kept_on_non_pass_only(records: tuple[Path, list[dict]]) -> None:
     assert "repro" not in by_name["without_body"]["details"]
 
 
+def test_script_written_next_to_the_record(records: tuple[Path, list[dict]]) -> None:
+    """A non-passing check with a body gets ``<results>.repro/<id>.py`` as it finishes,
+    runnable with no report; passing checks and checks without a body get none."""
+    repo, recs = records
+    by_name = {r["check_id"].split("::")[1]: r for r in recs}
+    folder = repo / "cell-x.repro"
+    ident = repro.repro_id(by_name["version_pinned"]["check_id"], "cell-x")
+    assert sorted(p.name for p in folder.iterdir()) == [f"{ident}.py"]
+    script = folder / f"{ident}.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "wanted 0.0.0" in proc.stdout
+
+
 def test_scripts_reproduce(records: tuple[Path, list[dict]], tmp_path: Path) -> None:
     repo, recs = records
     out = write_report(
