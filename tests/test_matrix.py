@@ -125,3 +125,25 @@ def test_refresh_reproduces_the_committed_pins(tmp_path, monkeypatch):
         "peft==0.8.2",
     ):
         assert pin in committed and pin in written[0].read_text()
+
+
+def test_driver_runs_a_current_venv_directly_and_anything_else_through_nox(tmp_path, monkeypatch):
+    """A stamped, current venv skips the nox hop (saves a start-up per cell); a missing
+    or stale one goes through nox, which installs it."""
+    from harness import runner
+
+    monkeypatch.setenv(cellenv.ENVDIR_ENV, str(tmp_path))
+    cell = matrix.select_cells("0.30.3")[0]
+    venv = cellenv.venv_path(cell)
+    assert venv == tmp_path / "cell-0-30-3"
+    env: dict[str, str] = {"PATH": "/usr/bin"}
+    assert runner.cell_command(cell, ["-k", "x"], env)[1:4] == ["-m", "nox", "-f"]
+    (venv / "bin").mkdir(parents=True)
+    cellenv.cell_python(cell).write_text("")
+    cellenv.write_stamp(venv, cell)
+    command = runner.cell_command(cell, ["-k", "x"], env)
+    assert command[:3] == [str(venv / "bin" / "python"), "-m", "harness.cellrun"]
+    assert command[-3:] == ["--", "-k", "x"]
+    assert env["VIRTUAL_ENV"] == str(venv) and env["PATH"].startswith(str(venv / "bin"))
+    (venv / cellenv.STAMP_NAME).write_text("stale\n")
+    assert runner.cell_command(cell, [], {})[1:3] == ["-m", "nox"]
