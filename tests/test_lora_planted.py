@@ -9,6 +9,9 @@ b. a converter that silently drops a key
 c. alpha ignored in the scaling
 d. a loader that pops from the caller's dict
 e. an unfuse that skips a module
+f. a DoRA load that silently drops the magnitude vectors (plain LoRA applied)
+g. a Flux Control LoRA load that skips widening ``x_embedder``
+h. a Flux Control LoRA load that skips the norm scales
 
 The hypothesis checks are narrowed to the transformer blocks (``ADAPTER_COMPAT_LORA_FOCUS``)
 so the unpatched run is green in every cell that has these loaders (0.42's global-layer
@@ -44,6 +47,8 @@ CHECKS = {
         "test_load_does_not_mutate_input and flux-peft and not alpha and not bare and not base_model",
     ),
     "unfuse": ("test_lifecycle.py", "test_fuse_unfuse and flux"),
+    "dora": ("test_dora.py", "test_dora_load_matches_reference and flux-peft_dora"),
+    "control": ("test_control.py", "test_control_load"),
 }
 
 
@@ -183,12 +188,56 @@ def plant_unfuse_skips_module(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cls, "unfuse_lora", unfuse_lora)
 
 
+def plant_dora_magnitude_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flux's lora_state_dict loses the ``lora_magnitude_vector`` keys without a word, so
+    the adapter is built as a plain LoRA."""
+    from diffusers.loaders import lora_pipeline
+
+    original = lora_pipeline.FluxLoraLoaderMixin.lora_state_dict.__func__
+
+    def lora_state_dict(cls, *args, **kwargs):
+        out = original(cls, *args, **kwargs)
+        sd = out[0] if isinstance(out, tuple) else out
+        for key in [k for k in sd if "lora_magnitude_vector" in k]:
+            del sd[key]
+        return out
+
+    monkeypatch.setattr(
+        lora_pipeline.FluxLoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
+    )
+
+
+def plant_control_no_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader no longer widens the transformer's input layer for a control LoRA."""
+    from diffusers.loaders import lora_pipeline
+
+    monkeypatch.setattr(
+        lora_pipeline.FluxLoraLoaderMixin,
+        "_maybe_expand_transformer_param_shape_or_error_",
+        classmethod(lambda cls, *args, **kwargs: False),
+    )
+
+
+def plant_control_no_norms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader sorts out the norm scales but never writes them into the transformer."""
+    from diffusers.loaders import lora_pipeline
+
+    monkeypatch.setattr(
+        lora_pipeline.FluxLoraLoaderMixin,
+        "_load_norm_into_transformer",
+        classmethod(lambda cls, *args, **kwargs: {}),
+    )
+
+
 PLANTS = {
     "qkv": (plant_qkv_all_or_none, {"CRASH"}),
     "drop": (plant_silent_drop, {"DROPPED_KEYS"}),
     "alpha": (plant_alpha_ignored, {"WRONG_RESULT"}),
     "mutate": (plant_pop_from_caller, {"INPUT_MUTATED"}),
     "unfuse": (plant_unfuse_skips_module, {"STALE_STATE"}),
+    "dora": (plant_dora_magnitude_dropped, {"SILENT_NOOP"}),
+    "control-expand": (plant_control_no_expansion, {"CLEAR_ERROR", "UNCLEAR_ERROR", "CRASH"}),
+    "control-norms": (plant_control_no_norms, {"DROPPED_KEYS"}),
 }
 
 
@@ -199,7 +248,7 @@ def flux_available() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["qkv", "drop", "mutate", "unfuse"]
+    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control"]
 )  # "alpha" runs the "drop" check
 def test_unpatched_library_passes(
     key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None
@@ -214,7 +263,7 @@ def test_planted_bug_turns_check_red(
 ) -> None:
     plant, outcomes = PLANTS[key]
     plant(monkeypatch)
-    records = run_check(tmp_path, key, monkeypatch)
+    records = run_check(tmp_path, key.split("-")[0], monkeypatch)
     assert all(r["verdict"] == "regression" for r in records), json.dumps(
         verdicts(records), indent=1
     )

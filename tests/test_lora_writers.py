@@ -23,9 +23,10 @@ from harness.checkpoints.lora.layouts import ComponentLayout, Layer, sgm_unet_ma
 from harness.checkpoints.lora.manifests import FIXTURES, MANIFEST_DTYPE, load_layout, manifest  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.reference.lora import Reference, Term, compare, effective_weight, parse  # noqa: E402
-from harness.reference.lora_detector import read_converted, split_key  # noqa: E402
+from harness.reference.lora_detector import compare_view, read_converted, split_key  # noqa: E402
 
 D = 8  # inner width of the hand-made Flux layout; proj_mlp is 4 * D
+HEAD = 4  # its head dimension (width of the q/k RMSNorm scales)
 
 
 def flux_layout() -> dict[str, ComponentLayout]:
@@ -44,9 +45,13 @@ def flux_layout() -> dict[str, ComponentLayout]:
         "single_transformer_blocks.0.proj_mlp": Layer(D, 4 * D),
         "single_transformer_blocks.0.proj_out": Layer(5 * D, D),
         "norm_out.linear": Layer(D, 2 * D),
+        "x_embedder": Layer(4, D),
     }
     te = {"text_model.encoder.layers.0.self_attn.q_proj": Layer(4, 4)}
-    return {"transformer": ComponentLayout(layers), "text_encoder": ComponentLayout(te)}
+    return {
+        "transformer": ComponentLayout(layers, {"attention_head_dim": HEAD}),
+        "text_encoder": ComponentLayout(te),
+    }
 
 
 def group(layout, native: str):
@@ -151,14 +156,14 @@ def test_sgm_names_of_the_real_sdxl_unet() -> None:
     assert to_sgm(path, blocks) == "input_blocks.7.1.transformer_blocks.9.attn2.to_k"
 
 
-def test_committed_manifests_match_the_writers() -> None:
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("manifest-*.json")), ids=lambda p: p.stem)
+def test_committed_manifest_matches_the_writer(path: Path) -> None:
     """The manifests are what the writers produce on the committed layouts (regenerate with
     ``python -m harness.checkpoints.lora.manifests`` when a format changes)."""
-    for path in sorted(FIXTURES.glob("manifest-*.json")):
-        data = json.loads(path.read_text())
-        again = manifest(data["format"], data["arch"], load_layout(data["arch"]))
-        assert again["keys"] == data["keys"], path.name
-        assert {d for _, d in data["keys"].values()} == {MANIFEST_DTYPE[data["arch"]]}
+    data = json.loads(path.read_text())
+    again = manifest(data["format"], data["arch"], load_layout(data["arch"]))
+    assert again["keys"] == data["keys"], path.name
+    assert {d for _, d in data["keys"].values()} == {MANIFEST_DTYPE[data["arch"]]}
 
 
 def test_real_layout_shapes() -> None:
@@ -342,3 +347,118 @@ def test_check_detect_only(tmp_path: Path, monkeypatch, capsys) -> None:
     assert _cli(["check", str(path), "--detect-only"], monkeypatch) == 0
     assert "format kohya, flux" in capsys.readouterr().out
     assert isinstance(read_header(path), UserFile)
+
+
+# ----------------------------------------------------------------------------- DoRA / control
+def _dora(w: torch.Tensor, delta: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """DoRA by hand (PEFT ``get_weight_norm``: the L2 norm of each output row of W + dW)."""
+    total = w + delta
+    return m[:, None] * total / torch.sqrt((total**2).sum(dim=1, keepdim=True))
+
+
+def test_peft_dora_keys_and_reference() -> None:
+    layout = flux_layout()
+    g, _ = group(layout, "double_blocks.0.img_attn.proj")
+    sd = build("peft_dora", "flux", layout, [Pick(g, g.parts, rank=2)], seed=4).state_dict
+    stem = "transformer.transformer_blocks.0.attn.to_out.0"
+    assert set(sd) == {
+        f"{stem}.lora_A.weight",
+        f"{stem}.lora_B.weight",
+        f"{stem}.lora_magnitude_vector",
+    }
+    m = sd[f"{stem}.lora_magnitude_vector"].double()
+    assert m.shape == (D,) and bool((m > 0).all())
+    ref = parse(sd, "peft_dora", "flux", layout)
+    w = torch.randn(D, D, dtype=torch.float64)
+    delta = sd[f"{stem}.lora_B.weight"].double() @ sd[f"{stem}.lora_A.weight"].double()
+    want = _dora(w, delta, m)
+    torch.testing.assert_close(ref.expected_weight("transformer", g.parts[0], w), want)
+    torch.testing.assert_close(ref.plain().expected_weight("transformer", g.parts[0], w), w + delta)
+    assert f"{stem}.lora_magnitude_vector" in ref.keys_for("transformer", g.parts[0])
+
+
+def test_kohya_dora_fused_magnitude_is_split_by_rows() -> None:
+    layout = flux_layout()
+    g, parts = group(layout, "double_blocks.0.img_attn.qkv")
+    sd = build("kohya_dora", "flux", layout, [Pick(g, parts, rank=2, alpha=1.0)], seed=5).state_dict
+    stem = "lora_unet_double_blocks_0_img_attn_qkv"
+    scale = sd[f"{stem}.dora_scale"].double()
+    assert scale.shape == (3 * D, 1)  # LyCORIS wd_on_out: one magnitude per output row
+    ref = parse(sd, "kohya_dora", "flux", layout)
+    up, down = sd[f"{stem}.lora_up.weight"].double(), sd[f"{stem}.lora_down.weight"].double()
+    w = torch.randn(D, D, dtype=torch.float64)
+    k = parts[1]  # to_k: rows D:2D of the fused layer
+    want = _dora(w, 0.5 * up[D : 2 * D] @ down, scale[D : 2 * D, 0])
+    torch.testing.assert_close(ref.expected_weight("transformer", k, w), want)
+
+
+def test_dora_formats_skip_conv_layers() -> None:
+    blk = "down_blocks.0.attentions.0"
+    layers = {
+        f"{blk}.proj_in": Layer(4, 4, (1, 1)),
+        f"{blk}.transformer_blocks.0.attn1.to_q": Layer(4, 4),
+    }
+    layout = {"unet": ComponentLayout(layers)}
+    got = [g.native for g, _ in expressible(FORMATS["peft_dora"], "sd15", layout)]
+    assert got == [f"{blk}.transformer_blocks.0.attn1.to_q"]
+    assert len(expressible(FORMATS["peft"], "sd15", layout)) == 2
+
+
+def test_control_bfl_layout_norms_and_widened_input() -> None:
+    layout = flux_layout()
+    case = full_case(FORMATS["control_bfl"], "flux", layout, rank=2, narrow=False)
+    sd = realise(FORMATS["control_bfl"], "flux", layout, case).state_dict
+    assert sd["img_in.lora_A.weight"].shape == (2, 2 * 4)  # control latents: input x2
+    assert sd["img_in.lora_B.weight"].shape == (D, 2)
+    assert "double_blocks.0.img_attn.qkv.lora_B.weight" in sd and not any(".alpha" in k for k in sd)
+    norms = {k for k in sd if k.endswith("_norm.scale")}
+    assert norms == {
+        "double_blocks.0.img_attn.norm.query_norm.scale",
+        "double_blocks.0.img_attn.norm.key_norm.scale",
+        "double_blocks.0.txt_attn.norm.query_norm.scale",
+        "double_blocks.0.txt_attn.norm.key_norm.scale",
+        "single_blocks.0.norm.query_norm.scale",
+        "single_blocks.0.norm.key_norm.scale",
+    }
+    ref = parse(sd, "control_bfl", "flux", layout)
+    assert not ref.unknown_keys
+    value, key = ref.replaced[("transformer", "transformer_blocks.0.attn.norm_added_q.weight")]
+    assert key == "double_blocks.0.txt_attn.norm.query_norm.scale" and value.shape == (HEAD,)
+    w = torch.randn(D, 4, dtype=torch.float64)
+    delta = sd["img_in.lora_B.weight"].double() @ sd["img_in.lora_A.weight"].double()
+    want = torch.cat([w, torch.zeros(D, 4, dtype=torch.float64)], dim=1) + delta
+    torch.testing.assert_close(ref.expected_weight("transformer", "x_embedder", w), want)
+    # the diffusers layout of the same file names the same modules and parameters
+    dsd = realise(
+        FORMATS["control"], "flux", layout, full_case(FORMATS["control"], "flux", layout)
+    ).state_dict
+    assert dsd["transformer.x_embedder.lora_A.weight"].shape[1] == 8
+    assert "transformer.single_transformer_blocks.0.attn.norm_k.weight" in dsd
+    assert set(parse(dsd, "control", "flux", layout).replaced) == set(ref.replaced)
+
+
+def test_fal_kontext_names() -> None:
+    layout = flux_layout()
+    case = full_case(FORMATS["fal_kontext"], "flux", layout, narrow=False)
+    sd = realise(FORMATS["fal_kontext"], "flux", layout, case).state_dict
+    assert "base_model.model.double_blocks.0.img_attn.qkv.lora_A.weight" in sd
+    assert "base_model.model.single_blocks.0.linear1.lora_B.weight" in sd
+    assert not any(
+        "final_layer.adaLN" in k or "img_in" in k for k in sd
+    )  # not read by the converter
+    assert all(k.startswith("base_model.model.") for k in sd)
+
+
+def test_view_reports_missing_magnitudes_and_norms() -> None:
+    layout = flux_layout()
+    g, _ = group(layout, "double_blocks.0.img_attn.proj")
+    sd = build("peft_dora", "flux", layout, [Pick(g, g.parts, rank=1)], seed=6).state_dict
+    ref = parse(sd, "peft_dora", "flux", layout)
+    converted = read_converted(dict(sd))
+    assert compare_view(ref, converted, "transformer", False).dropped_extra == []
+    no_mag = read_converted({k: v for k, v in sd.items() if "magnitude" not in k})
+    assert compare_view(ref, no_mag, "transformer", False).dropped_extra == [
+        "transformer.transformer_blocks.0.attn.to_out.0.lora_magnitude_vector"
+    ]
+    norm = read_converted({"transformer.transformer_blocks.0.attn.norm_q.weight": torch.ones(HEAD)})
+    assert set(norm.norms) == {("transformer", "transformer_blocks.0.attn.norm_q.weight")}

@@ -2,7 +2,9 @@
 
 Stdlib-only (the outer tool has no torch): the format is the one of
 :data:`harness.checkpoints.lora.formats.FORMATS` whose key grammar matches the most keys;
-the architecture comes from :data:`ARCH_HINTS`, data in the same spirit. The cells re-run
+the architecture comes from :data:`ARCH_HINTS`, data in the same spirit. Ties go to the
+format listed first, so a plain file is never called DoRA / control: those formats win
+only with their own keys (``lora_magnitude_vector``, ``dora_scale``, norm scales). The cells re-run
 the same detection before checking the file (``suites/lora/test_byo.py``).
 """
 
@@ -20,7 +22,8 @@ if TYPE_CHECKING:
 
 #: A key that belongs to any LoRA layout at all.
 LORA_KEY = re.compile(
-    r"(lora_(down|up|A|B)\.weight|\.alpha|\.(down|up)\.weight|dora_scale|lora_magnitude_vector)$"
+    r"(lora_(down|up|A|B)\.weight|\.alpha|\.(down|up)\.weight|dora_scale|lora_magnitude_vector"
+    r"|(query|key)_norm\.scale|attn\.norm_(added_)?[qk]\.weight)$"
 )
 
 #: (pattern on keys, arch), first match wins; shapes refine SD1.5 vs SDXL below.

@@ -9,7 +9,13 @@ targets, the terms ``scale * B_rows @ A`` whose sum is the module's weight delta
   gets its own row block of the up matrix ``B`` (widths from the model layout, in the
   layer's order q, k, v[, proj_mlp]);
 * BFL ``final_layer.adaLN_modulation.1`` stores shift|scale; diffusers' ``norm_out.linear``
-  stores scale|shift, so the up rows are swapped by halves.
+  stores scale|shift, so the up rows are swapped by halves;
+* DoRA (``lora_magnitude_vector`` / ``dora_scale``): the module acts with
+  ``diag(m / ||W + s B A||_row) (W + s B A)`` - the norm of each *output row* (PEFT
+  ``get_weight_norm``: ``torch.linalg.norm(W + s*BA, dim=1)``, detached, which only matters
+  for gradients), ``m`` the file's magnitude (a fused layer's rows split like its up);
+* Flux Control: a down matrix wider than the layer means the layer's input is widened with
+  zero columns (the base ``[W | 0]``), and RMSNorm scales in the file replace the model's.
 
 No diffusers code is involved: this is the independent side of every LoRA check. Also here:
 reading a module's *effective* weight by probing it (``effective_weight``), which works the
@@ -64,6 +70,31 @@ class Reference:
     terms: dict[tuple[str, str], list[Term]] = field(default_factory=dict)
     unknown_keys: list[str] = field(default_factory=list)
     format: str = ""
+    #: DoRA: (component, module) -> per-output-row magnitude (float64), and its file key.
+    magnitudes: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    magnitude_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Full weights the file replaces: (component, parameter path) -> (value, file key).
+    replaced: dict[tuple[str, str], tuple[torch.Tensor, str]] = field(default_factory=dict)
+
+    def plain(self) -> Reference:
+        """The same file read as a plain LoRA (DoRA magnitudes ignored)."""
+        return Reference(dict(self.terms), list(self.unknown_keys), self.format)
+
+    def expected_weight(
+        self, component: str, module: str, base: torch.Tensor, weight: float = 1.0
+    ) -> torch.Tensor:
+        """What the module should act with: base (zero-padded to a wider down) + delta, or
+        the DoRA-normalised weight when the file has a magnitude for it."""
+        delta = self.delta(component, module, weight)
+        if delta.dim() == base.dim() and delta.shape[1:] != base.shape[1:]:
+            base = widen(base, delta.shape)
+        delta = delta.reshape(base.shape)
+        total = base + delta
+        mag = self.magnitudes.get((component, module))
+        if mag is None:
+            return total
+        norm = total.flatten(1).norm(dim=1)
+        return (mag / norm).reshape(-1, *([1] * (total.dim() - 1))) * total
 
     def modules(self) -> list[tuple[str, str]]:
         return sorted(self.terms)
@@ -76,7 +107,10 @@ class Reference:
         return total * weight
 
     def keys_for(self, component: str, module: str) -> list[str]:
-        return sorted({k for t in self.terms.get((component, module), []) for k in t.keys})
+        keys = {k for t in self.terms.get((component, module), []) for k in t.keys}
+        if (component, module) in self.magnitude_keys:
+            keys.add(self.magnitude_keys[(component, module)])
+        return sorted(keys)
 
     def file_dtype(self, component: str, module: str) -> torch.dtype:
         return self.terms[(component, module)][0].dtype
@@ -85,11 +119,19 @@ class Reference:
         return [m for m, ts in self.terms.items() if any(bool(t.up.abs().sum() > 0) for t in ts)]
 
 
+def widen(base: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """``[W | 0]``: a layer whose input was widened (Flux Control's ``x_embedder``)."""
+    out = torch.zeros(tuple(shape), dtype=base.dtype)
+    out[tuple(slice(0, n) for n in base.shape)] = base
+    return out
+
+
 def _split_suffix(key: str, fmt: LoraFormat) -> tuple[str, str] | None:
     for role, suffix in (
         ("down", fmt.suffixes.down),
         ("up", fmt.suffixes.up),
         ("alpha", fmt.suffixes.alpha),
+        ("magnitude", fmt.magnitude),
     ):
         if suffix and key.endswith(suffix):
             return key[: -len(suffix)], role
@@ -107,7 +149,12 @@ def parse(
     table = stems_of(fmt, arch, layout)
     pairs: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     ref = Reference(format=fmt.name)
+    norms = fmt.norms(arch, layout) if fmt.norms is not None else {}
     for key, value in state_dict.items():
+        if key in norms:
+            component, path, _ = norms[key]
+            ref.replaced[(component, path)] = (value.detach().to("cpu", torch.float64), key)
+            continue
         split = _split_suffix(key, fmt)
         if split is None or split[0] not in table:
             ref.unknown_keys.append(key)
@@ -122,6 +169,18 @@ def parse(
     return ref
 
 
+def _add_magnitude(
+    ref: Reference, group: Group, key: str, value: torch.Tensor, permute: bool
+) -> None:
+    mag = value.detach().to("cpu", torch.float64).flatten()
+    if permute and group.permute == "swap_halves":
+        half = mag.shape[0] // 2
+        mag = torch.cat([mag[half:], mag[:half]])
+    for part, rows in group.row_slices().items():
+        ref.magnitudes[(group.component, part)] = mag[rows]
+        ref.magnitude_keys[(group.component, part)] = key
+
+
 def _add_terms(
     ref: Reference,
     group: Group,
@@ -133,6 +192,8 @@ def _add_terms(
     rank = down.shape[0]
     alpha = float(roles["alpha"][1].double().item()) if "alpha" in roles else float(rank)
     scale = alpha / rank
+    if "magnitude" in roles:
+        _add_magnitude(ref, group, *roles["magnitude"], permute=permute)
     keys = tuple(k for k, _ in roles.values())
     up64 = up.detach().to("cpu", torch.float64)
     if permute and group.permute == "swap_halves":
@@ -241,9 +302,15 @@ def compare(
         b = base[name]
         key = (component, name)
         if key in ref.terms:
-            exp = ref.delta(component, name, weight).reshape(b.shape)
+            target = ref.expected_weight(component, name, b, weight)
+            if target.shape != b.shape:
+                b = widen(b, target.shape)
+            if obs.shape != target.shape:  # e.g. an input layer that was never widened
+                result.wrong[name] = float("inf")
+                continue
+            exp = target - b
             tol = allowance(exp, b, ref.file_dtype(component, name), model_dtype)
-            err = float((obs - b - exp).abs().max())
+            err = float((obs - target).abs().max())
             result.worst = max(result.worst, err)
             moved = float((obs - b).abs().max())
             if err <= tol:
@@ -283,4 +350,7 @@ def combine(weighted: Iterable[tuple[Reference, float]]) -> Reference:
                     Term(t.down, t.up, t.scale * weight, t.keys, t.dtype)
                 )
         out.unknown_keys += ref.unknown_keys
+        out.magnitudes.update(ref.magnitudes)
+        out.magnitude_keys.update(ref.magnitude_keys)
+        out.replaced.update(ref.replaced)
     return out

@@ -38,6 +38,7 @@ _SUFFIXES: tuple[tuple[str, str], ...] = (
     (".lora_B.weight", "up"),
     (".lora_A.bias", "down_bias"),
     (".lora_B.bias", "up_bias"),
+    (".lora_magnitude_vector.weight", "dora"),  # 0.28-0.30 SD kohya DoRA conversion
     (".lora_magnitude_vector", "dora"),
 )
 #: Old attention-processor names -> module suffixes (UNet / text encoder).
@@ -48,6 +49,10 @@ _PROCESSOR_NAMES = {
     "to_out": "to_out.0",
 }
 _TE_PROCESSOR_NAMES = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out": "out_proj"}
+
+
+#: A full RMSNorm scale in diffusers naming (Flux Control LoRAs carry them).
+NORM_KEY = re.compile(r"(?:^|\.)attn\.norm_(?:added_)?[qk]\.weight$")
 
 
 class UnreadableKey(RuntimeError):
@@ -97,8 +102,10 @@ class Converted:
 
     pairs: dict[tuple[str | None, str], dict[str, torch.Tensor]] = field(default_factory=dict)
     alphas: dict[tuple[str | None, str], float] = field(default_factory=dict)
-    other: list[str] = field(default_factory=list)  # dora / bias keys: noted, not compared
+    other: list[str] = field(default_factory=list)  # bias keys: noted, not compared
     unconverted: list[str] = field(default_factory=list)  # input keys passed through as-is
+    magnitudes: dict[tuple[str | None, str], torch.Tensor] = field(default_factory=dict)
+    norms: dict[tuple[str | None, str], torch.Tensor] = field(default_factory=dict)
 
     def modules(self) -> list[tuple[str | None, str]]:
         return sorted(self.pairs, key=lambda k: (k[0] or "", k[1]))
@@ -113,9 +120,17 @@ def read_converted(
     cannot read as a diffusers key was not converted at all: it reaches no module."""
     out = Converted()
     for key, value in state_dict.items():
+        if NORM_KEY.search(key):
+            head, _, rest = key.partition(".")
+            component, path = (head, rest) if head in COMPONENTS else (None, key)
+            out.norms[(component, path)] = value
+            continue
         try:
             component, module, role = split_key(key)
         except UnreadableKey:
+            if "lora_magnitude_vector" in key:  # a mangled DoRA name: reaches no module
+                out.other.append(key)
+                continue
             if key in inputs:
                 out.unconverted.append(key)
                 continue
@@ -124,6 +139,8 @@ def read_converted(
             out.pairs.setdefault((component, module), {})[role] = value
         elif role == "alpha":
             out.alphas[(component, module)] = float(torch.as_tensor(value).double().item())
+        elif role == "dora":
+            out.magnitudes[(component, module)] = value
         else:
             out.other.append(key)
     for key, value in (alphas or {}).items():
@@ -175,6 +192,8 @@ class ViewResult:
     missing: list[tuple[str, str]] = field(default_factory=list)
     extra: list[tuple[str, str]] = field(default_factory=list)
     wrong: dict[str, float] = field(default_factory=dict)
+    #: DoRA magnitudes / full norm weights of the file that never reach the model.
+    dropped_extra: list[str] = field(default_factory=list)
 
 
 def compare_view(
@@ -206,4 +225,35 @@ def compare_view(
         err = float((have - want).abs().max())
         if err > 1e-4 * float(want.abs().max()) + 1e-7:
             result.wrong[f"{key[0]}.{key[1]}"] = err
+    _compare_extras(ref, converted, routed, result)
     return result
+
+
+def _close(have: Any, want: torch.Tensor) -> bool:
+    have = torch.as_tensor(have).detach().to("cpu", torch.float64).flatten()
+    want = want.flatten()
+    if have.shape != want.shape:
+        return False
+    return float((have - want).abs().max()) <= 1e-6 * float(want.abs().max()) + 1e-9
+
+
+def _compare_extras(
+    ref: Any,
+    converted: Converted,
+    routed: Mapping[tuple[str, str], tuple[str | None, str]],
+    result: ViewResult,
+) -> None:
+    """DoRA magnitudes and full norm weights: present under the right module, same values."""
+    for key, mag in getattr(ref, "magnitudes", {}).items():
+        source = routed.get(key, key)
+        have = converted.magnitudes.get(source)
+        if have is None:
+            result.dropped_extra.append(ref.magnitude_keys[key])
+        elif not _close(have, mag):
+            result.wrong[f"{key[0]}.{key[1]}.magnitude"] = float("inf")
+    for (component, path), (value, file_key) in getattr(ref, "replaced", {}).items():
+        have = converted.norms.get((component, path))
+        if have is None:
+            result.dropped_extra.append(file_key)
+        elif not _close(have, value):
+            result.wrong[f"{component}.{path}"] = float("inf")

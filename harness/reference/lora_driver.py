@@ -232,10 +232,12 @@ def judge_view(
     passthrough: bool,
     msgs: list[str],
     strict_extra: bool = True,
+    scope: Iterable[str] = (),
 ) -> None:
     """Findings from the detector view: WRONG_RESULT for a wrong delta or a module the file
     does not target, DROPPED_KEYS for a targeted module that never reaches the model
-    without a warning naming it."""
+    without a warning naming it (or, with ``scope``, saying generically that no LoRA keys
+    reached that component: a real load's words, see test_full_scale)."""
     from harness.reference.lora_detector import compare_view
 
     view = compare_view(ref, converted, denoiser, passthrough)
@@ -252,10 +254,19 @@ def judge_view(
                 + ", ".join(f"{c}.{m}" for c, m in extra[:5])
             )
         compat.finding(Outcome.WRONG_RESULT, "; ".join(parts))
+    if view.dropped_extra:
+        compat.detail(dropped_extra=view.dropped_extra[:20])
+        tokens = [t for t in EXTRA_TOKENS if any(t in k for k in view.dropped_extra)]
+        if not reported(msgs, view.dropped_extra + tokens):
+            compat.finding(
+                Outcome.DROPPED_KEYS,
+                f"{len(view.dropped_extra)} DoRA magnitude / norm key(s) never reach the "
+                "model, no warning: " + ", ".join(view.dropped_extra[:4]),
+            )
     if view.missing:
         keys = sorted({k for c, m in view.missing for k in ref.keys_for(c, m)})
         compat.detail(dropped_keys=keys[:40], missing=[f"{c}.{m}" for c, m in view.missing[:20]])
-        if not reported(msgs, keys + [m for _, m in view.missing]):
+        if not reported(msgs, keys + [m for _, m in view.missing], scope):
             compat.finding(
                 Outcome.DROPPED_KEYS,
                 f"{len(view.missing)} module(s) never reach the model, no warning: "
@@ -263,7 +274,70 @@ def judge_view(
             )
 
 
+#: How a warning may name a whole family of extra keys ("filter out the keys associated to
+#: 'dora_scale'"): a message naming the key kind reports every key of that kind.
+EXTRA_TOKENS = ("dora_scale", "lora_magnitude_vector", "query_norm", "key_norm", "norm_q", "norm_k")
+
+
+def judge_dora(
+    scene: Scene,
+    ref: Reference,
+    observed: Mapping[str, Mapping[str, torch.Tensor]],
+    messages: list[str],
+    compat: Any = None,
+) -> str:
+    """A DoRA load: OK when every module acts with the DoRA weight. When the modules act
+    as the *plain* LoRA instead, the magnitudes had no effect: "OK-reported" if a warning
+    said so (diffusers filters ``dora_scale`` keys with one), else SILENT_NOOP. Anything
+    else is judged like any load against the DoRA reference."""
+    comparisons = scene.compare(observed, ref)
+    if all(c.ok for c in comparisons.values()):
+        return judge_load(ref, comparisons, messages, [], compat, scene.classes)
+    plain = scene.compare(observed, ref.plain())
+    if ref.magnitudes and all(c.ok for c in plain.values()):
+        keys = sorted(set(ref.magnitude_keys.values()))
+        tokens = [t for t in EXTRA_TOKENS[:2] if any(t in k for k in keys)]
+        if compat is not None:
+            compat.detail(magnitudes_ignored=len(keys), magnitude_keys=keys[:10])
+        said = reported(messages, keys + tokens + ["DoRA"])
+        if said:
+            if compat is not None:
+                compat.detail(report=said[0][:300])
+            return "OK-reported"
+        raise Finding(
+            Outcome.SILENT_NOOP,
+            f"the {len(keys)} DoRA magnitude(s) had no effect (the plain LoRA was applied), "
+            "no warning: " + ", ".join(keys[:4]),
+        )
+    return judge_load(ref, comparisons, messages, [], compat, scene.classes)
+
+
 # --------------------------------------------------------------------------- API facts
+def control_lora_support(pipe_cls: Any) -> bool:
+    """Flux Control LoRAs (widened ``x_embedder`` + norm scales) load from 0.32:
+    ``FluxLoraLoaderMixin._maybe_expand_transformer_param_shape_or_error_`` and
+    ``_control_lora_supported_norm_keys``. Before, ``load_lora_weights`` exists but knows
+    neither (a refusal is then the honest answer, a silent drop a finding)."""
+    return hasattr(pipe_cls, "_maybe_expand_transformer_param_shape_or_error_") and hasattr(
+        pipe_cls, "_control_lora_supported_norm_keys"
+    )
+
+
+def has_reset_to_overwritten_params(pipe: Any) -> bool:
+    """``unload_lora_weights(reset_to_overwritten_params=...)`` (Flux, with control LoRAs)."""
+    return accepts(pipe.unload_lora_weights, "reset_to_overwritten_params")
+
+
+# --------------------------------------------------------------------------- observing extras
+def read_params(pipe: Any, component: str, paths: Iterable[str]) -> dict[str, torch.Tensor | None]:
+    """Current values of full parameters (e.g. norm scales) by path; None if absent."""
+    module = getattr(pipe, component)
+    params = dict(module.named_parameters())
+    return {
+        p: (params[p].detach().to("cpu", torch.float64) if p in params else None) for p in paths
+    }
+
+
 def has_low_cpu_mem_usage() -> bool:
     """LoRA loading honours ``low_cpu_mem_usage`` from 0.31 (``_LOW_CPU_MEM_USAGE_DEFAULT_LORA``);
     before, the keyword is swallowed by ``**kwargs`` and ignored."""

@@ -61,15 +61,10 @@ class Built:
         return sorted({k.rsplit(".", 2)[0] for k in self.state_dict})
 
 
-def _down(gen: torch.Generator, rank: int, group: Group) -> torch.Tensor:
-    shape = (
-        (rank, group.in_features, *group.kernel)
-        if group.kernel != (0, 0)
-        else (rank, group.in_features)
-    )
-    fan_in = group.in_features * (
-        group.kernel[0] * group.kernel[1] if group.kernel != (0, 0) else 1
-    )
+def _down(gen: torch.Generator, rank: int, group: Group, widen: int = 1) -> torch.Tensor:
+    width = group.in_features * widen
+    shape = (rank, width, *group.kernel) if group.kernel != (0, 0) else (rank, width)
+    fan_in = width * (group.kernel[0] * group.kernel[1] if group.kernel != (0, 0) else 1)
     return torch.randn(shape, generator=gen) / fan_in**0.5
 
 
@@ -103,6 +98,30 @@ def build(
         _META["on"] = False
 
 
+def _magnitude(gen: torch.Generator, rows: int, fmt: LoraFormat) -> torch.Tensor:
+    """A DoRA magnitude: positive, per output row, in the format's stored shape."""
+    shape = (rows,) if fmt.magnitude_shape == "row" else (rows, 1)
+    if _META["on"]:
+        return torch.empty(shape, device="meta")
+    return 0.5 + torch.rand(shape, generator=gen)
+
+
+def _norm_scales(
+    fmt: LoraFormat, arch: str, layout: ModelLayout, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Full RMSNorm scales (Flux Control): around 1, as trained ones are."""
+    if fmt.norms is None:
+        return {}
+    out = {}
+    for key, (_, _, width) in fmt.norms(arch, layout).items():
+        out[key] = (
+            torch.empty(width, device="meta")
+            if _META["on"]
+            else 1.0 + 0.2 * torch.randn(width, generator=gen)
+        )
+    return out
+
+
 def _build(
     fmt: LoraFormat | str,
     arch: str,
@@ -120,6 +139,7 @@ def _build(
     sd: dict[str, torch.Tensor] = {}
     for pick in picks:
         sd.update(_emit(fmt, arch, layout, pick, gen, up_scale))
+    sd.update(_norm_scales(fmt, arch, layout, gen))
     strays: list[str] = []
     for n in range(stray):
         stray_sd = _stray(fmt, arch, layout, picks, n, gen, up_scale)
@@ -172,16 +192,20 @@ def _emit(
         out[stem + sfx.up] = up
         if pick.alpha is not None and sfx.alpha and fmt.alpha:
             out[stem + sfx.alpha] = _alpha_tensor(pick.alpha)
+        if fmt.magnitude:
+            out[stem + fmt.magnitude] = _magnitude(gen, group.out_features, fmt)
         return out
     singles = split_group(group, pick.present) if group.fused else [group]
     for single in singles:
         stem = fmt.stem(arch, single, layout)
         if stem is None:
             raise ValueError(f"{fmt.name} cannot express {single.native}")
-        out[stem + sfx.down] = _down(gen, pick.rank, single)
+        out[stem + sfx.down] = _down(gen, pick.rank, single, fmt.widen(single.parts[0]))
         out[stem + sfx.up] = _up(gen, single.out_features, pick.rank, single, up_scale)
         if pick.alpha is not None and sfx.alpha and fmt.alpha:
             out[stem + sfx.alpha] = _alpha_tensor(pick.alpha)
+        if fmt.magnitude:
+            out[stem + fmt.magnitude] = _magnitude(gen, single.out_features, fmt)
     return out
 
 

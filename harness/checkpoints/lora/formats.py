@@ -24,6 +24,7 @@ from harness.checkpoints.lora.layouts import (
     Group,
     ModelLayout,
     flux_groups,
+    flux_norms,
     module_groups,
     sgm_unet_map,
     to_sgm,
@@ -86,9 +87,32 @@ class LoraFormat:
     pattern: re.Pattern[str]
     description: str
     part_filter: Callable[[str, str, str], bool] = lambda arch, component, path: True
+    #: DoRA: suffix of the per-output-row magnitude key (``None``: not a DoRA format) and
+    #: its stored shape: ``row`` = ``(out,)`` (PEFT), ``column`` = ``(out, 1)`` (LyCORIS /
+    #: kohya ``dora_scale``, ``wd_on_out``).
+    magnitude: str | None = None
+    magnitude_shape: str = "row"
+    #: Layers whose LoRA down matrix is wider than the model's layer, by diffusers path ->
+    #: factor (Flux Control: ``x_embedder`` takes the control latents too, 64 -> 128).
+    expand_in: tuple[tuple[str, int], ...] = ()
+    #: Full (non-LoRA) weights the file carries: file key -> (component, parameter path,
+    #: width), e.g. Flux Control's RMSNorm scales.
+    norms: Callable[[str, ModelLayout], dict[str, tuple[str, str, int]]] | None = None
+    #: Only loadable at the real model size: the library's converter hard-codes Flux-dev's
+    #: 19 + 38 blocks and pops every key (tiny models: covered at full scale instead).
+    full_only: bool = False
 
     def supports(self, arch: str) -> bool:
         return arch in self.arches
+
+    @property
+    def extension(self) -> bool:
+        """A format with more than down/up/alpha (DoRA, control, full-size-only): checked
+        by its own modules (test_dora / test_control / full scale), not the generic draws."""
+        return bool(self.magnitude or self.norms or self.expand_in or self.full_only)
+
+    def widen(self, path: str) -> int:
+        return dict(self.expand_in).get(path, 1)
 
 
 # --------------------------------------------------------------------------- stems
@@ -144,6 +168,44 @@ def _xlabs_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
     return None if name is None else f"double_blocks.{idx}.processor.{name}"
 
 
+def _control_bfl_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    return group.native if group.component == "transformer" else None
+
+
+def _fal_kontext_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    if group.component != "transformer" or not group.native.startswith(_FAL_KONTEXT_NATIVE):
+        return None
+    return "base_model.model." + group.native
+
+
+def _denoiser_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    """``transformer.<module>``: the diffusers layout of a denoiser-only adapter."""
+    return f"transformer.{group.parts[0]}" if group.component == "transformer" else None
+
+
+#: What the fal-kontext converter reads: the blocks and ``final_layer.linear`` (nothing
+#: else outside the blocks).
+_FAL_KONTEXT_NATIVE = ("double_blocks.", "single_blocks.", "final_layer.linear")
+
+#: Flux Control LoRAs widen the image input (control latents concatenated): 64 -> 128.
+_CONTROL_EXPAND = (("x_embedder", 2),)
+
+
+def _control_norms(arch: str, layout: ModelLayout) -> dict[str, tuple[str, str, int]]:
+    """diffusers layout: ``transformer.<block>.attn.norm_q.weight`` & co."""
+    return {
+        f"transformer.{path}": ("transformer", path, width)
+        for _, path, width in flux_norms(layout["transformer"])
+    }
+
+
+def _control_bfl_norms(arch: str, layout: ModelLayout) -> dict[str, tuple[str, str, int]]:
+    """BFL layout: ``double_blocks.N.img_attn.norm.query_norm.scale`` & co."""
+    return {
+        bfl: ("transformer", path, width) for bfl, path, width in flux_norms(layout["transformer"])
+    }
+
+
 def _sd_part_filter(arch: str, component: str, path: str) -> bool:
     if component.startswith("text_encoder"):
         return bool(_TE_TARGET.search(path))
@@ -160,6 +222,10 @@ def _flux_part_filter(arch: str, component: str, path: str) -> bool:
 
 def _default_filter(arch: str, component: str, path: str) -> bool:
     return (_flux_part_filter if arch == "flux" else _sd_part_filter)(arch, component, path)
+
+
+def _denoiser_filter(arch: str, component: str, path: str) -> bool:
+    return component == _denoiser(arch) and _default_filter(arch, component, path)
 
 
 def _mixture_filter(arch: str, component: str, path: str) -> bool:
@@ -275,6 +341,83 @@ FORMATS: dict[str, LoraFormat] = {
             ),
             description="XLabs: `double_blocks.N.processor.qkv_lora1.down.weight` (no alpha)",
         ),
+        # ------------------------------------------------------------- extensions
+        LoraFormat(
+            "peft_dora",
+            ("sd15", "sdxl", "flux"),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=False,
+            stem=_peft_stem(),
+            pattern=re.compile(
+                r"^(unet|transformer|text_encoder|text_encoder_2)\..+\.(lora_[AB]\.weight|lora_magnitude_vector)$"
+            ),
+            description="diffusers/PEFT DoRA: PEFT names plus `<module>.lora_magnitude_vector` (out,)",
+            part_filter=_default_filter,
+            magnitude=".lora_magnitude_vector",
+        ),
+        LoraFormat(
+            "kohya_dora",
+            ("sd15", "sdxl", "flux"),
+            KOHYA_SUFFIXES,
+            native_fused=True,
+            alpha=True,
+            stem=_kohya_stem,
+            pattern=re.compile(
+                r"^lora_(unet|te|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha|dora_scale)$"
+            ),
+            description="kohya / LyCORIS DoRA: kohya names plus `<stem>.dora_scale` (out, 1)",
+            part_filter=_default_filter,
+            magnitude=".dora_scale",
+            magnitude_shape="column",
+        ),
+        LoraFormat(
+            "control",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=False,
+            stem=_denoiser_stem,
+            pattern=re.compile(
+                r"^transformer\..+\.(lora_[AB]\.weight|norm_(added_)?[qk]\.weight)$"
+            ),
+            description="Flux Control LoRA, diffusers layout (`train_control_lora_flux.py`): "
+            "`transformer.<module>.lora_A/B`, `x_embedder` down 2x wide, `attn.norm_q/k.weight`",
+            part_filter=_denoiser_filter,
+            expand_in=_CONTROL_EXPAND,
+            norms=_control_norms,
+        ),
+        LoraFormat(
+            "control_bfl",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=True,
+            alpha=False,
+            stem=_control_bfl_stem,
+            pattern=re.compile(
+                r"^(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\.(.+\.)?(lora_[AB]\.weight|(query|key)_norm\.scale)$"
+            ),
+            description="BFL Flux Control LoRA (Canny/Depth): BFL names with `lora_A/B`, "
+            "`img_in` down 2x wide, `*.norm.query_norm/key_norm.scale`",
+            part_filter=_denoiser_filter,
+            expand_in=_CONTROL_EXPAND,
+            norms=_control_bfl_norms,
+            full_only=True,
+        ),
+        LoraFormat(
+            "fal_kontext",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=True,
+            alpha=False,
+            stem=_fal_kontext_stem,
+            pattern=re.compile(
+                r"^base_model\.model\.(double_blocks|single_blocks|final_layer)\..+\.lora_[AB]\.weight$"
+            ),
+            description="fal Kontext trainer: `base_model.model.<BFL name>.lora_A/B.weight`",
+            part_filter=_denoiser_filter,
+            full_only=True,
+        ),
     )
 }
 
@@ -314,6 +457,8 @@ def expressible(
     """(native group, parts this format can carry) for every group the format can express."""
     out = []
     for group in native_groups(arch, layout):
+        if fmt.magnitude and group.kernel != (0, 0):
+            continue  # DoRA: Linear layers only (see LoraFormat.magnitude)
         parts = tuple(p for p in group.parts if fmt.part_filter(arch, group.component, p))
         if not parts:
             continue

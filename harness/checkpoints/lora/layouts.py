@@ -86,6 +86,7 @@ ModelLayout = dict[str, ComponentLayout]
 
 #: Config keys worth keeping with a layout (naming rules depend on them).
 _CONFIG_KEYS = (
+    "attention_head_dim",
     "layers_per_block",
     "num_layers",
     "num_single_layers",
@@ -232,6 +233,44 @@ FLUX_GLOBAL: tuple[tuple[str, str, str | None], ...] = (
     ("final_layer.linear", "proj_out", None),
     ("final_layer.adaLN_modulation.1", "norm_out.linear", "swap_halves"),
 )
+
+
+#: Flux's per-head RMSNorm scales (what Flux Control LoRAs carry in full): (BFL block prefix,
+#: diffusers block prefix, ((BFL suffix, diffusers suffix), ...)).
+FLUX_NORMS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "double_blocks",
+        "transformer_blocks",
+        (
+            ("img_attn.norm.query_norm.scale", "attn.norm_q.weight"),
+            ("img_attn.norm.key_norm.scale", "attn.norm_k.weight"),
+            ("txt_attn.norm.query_norm.scale", "attn.norm_added_q.weight"),
+            ("txt_attn.norm.key_norm.scale", "attn.norm_added_k.weight"),
+        ),
+    ),
+    (
+        "single_blocks",
+        "single_transformer_blocks",
+        (
+            ("norm.query_norm.scale", "attn.norm_q.weight"),
+            ("norm.key_norm.scale", "attn.norm_k.weight"),
+        ),
+    ),
+)
+
+
+def flux_norms(layout: ComponentLayout) -> list[tuple[str, str, int]]:
+    """(BFL key, diffusers parameter path, width) of every q/k RMSNorm scale; the width is
+    the head dimension (``attention_head_dim`` in the layout's config)."""
+    width = layout.config.get("attention_head_dim")
+    if not isinstance(width, int):
+        raise ValueError("Flux layout has no attention_head_dim; rebuild it with layout_of()")
+    out = []
+    for bfl_prefix, diff_prefix, table in FLUX_NORMS:
+        for i in range(_block_count(layout, diff_prefix)):
+            for bfl, diff in table:
+                out.append((f"{bfl_prefix}.{i}.{bfl}", f"{diff_prefix}.{i}.{diff}", width))
+    return out
 
 
 def _block_count(layout: ComponentLayout, prefix: str) -> int:
