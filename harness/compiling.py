@@ -1,0 +1,42 @@
+"""Which ``torch.compile`` backend the compile checks use, and whether it can run here.
+
+The compile checks ask dynamo questions: does a hot-swap recompile (guards), do adapter
+calls still reach a module behind the ``OptimizedModule`` wrapper, do saved artefacts get
+reused. Inductor answers them on CUDA at full cost; on CPU its C++ code generation costs
+minutes per graph on a 2-core runner while ``aot_eager`` runs the same dynamo tracing,
+guards and AOTAutograd front end in seconds. ``ADAPTER_COMPAT_COMPILE_BACKEND`` overrides
+(e.g. ``inductor`` to exercise CPU code generation too).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+
+BACKEND_ENV = "ADAPTER_COMPAT_COMPILE_BACKEND"
+#: device type -> default backend
+DEFAULT_BACKEND = {"cuda": "inductor", "cpu": "aot_eager"}
+
+
+def backend_for(device: torch.device | str) -> str:
+    kind = torch.device(device).type
+    return os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND.get(kind, "aot_eager")
+
+
+def missing(backend: str) -> str | None:
+    """Why ``backend`` cannot compile here (None: it can)."""
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    if backend != "inductor":
+        return None
+    try:
+        import importlib
+
+        importlib.import_module("torch._inductor")
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not here"
+        return f"torch inductor unavailable: {exc}"
+    if not any(shutil.which(cc) for cc in ("gcc", "cc", "clang")):
+        return "no C compiler for CPU inductor"
+    return None

@@ -1,0 +1,85 @@
+"""Fixtures and budgets of the lifecycle suite.
+
+Machine budgets per hypothesis profile (``HYPOTHESIS_PROFILE``, registered in
+suites/conftest.py): a state-machine example is a whole sequence, so the machine runs
+fewer examples than the per-file profiles and caps shrinking in seconds.
+
+=========  ============  ===================  ==============
+profile    max_examples  stateful_step_count  shrink seconds
+=========  ============  ===================  ==============
+default    2             5                    5
+ci         1             5                    5
+nightly    50            20                   300
+=========  ============  ===================  ==============
+
+``ADAPTER_COMPAT_LIFECYCLE_EXAMPLES`` / ``_STEPS`` / ``_SHRINK_S`` override them,
+``ADAPTER_COMPAT_LIFECYCLE_RULES`` / ``_PARTS`` / ``_RANKS`` narrow the rules, target subsets and
+ranks drawn; ``ADAPTER_COMPAT_LIFECYCLE_IP`` narrows the IP-Adapter entries the machine switches
+between (comma list of hub entry names).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from harness.classify import Unsupported
+
+ARCHES = ("sd15", "sdxl", "flux")
+
+BUDGETS: dict[str, tuple[int, int, int]] = {
+    "default": (2, 5, 5),
+    "ci": (1, 5, 5),
+    "nightly": (50, 20, 300),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "compile: torch.compile (inductor) checks; slow on CPU (-m 'not compile')"
+    )
+
+
+def machine_budget() -> Any:
+    from harness.lifecycle.machine import MachineBudget
+
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "default")
+    examples, steps, shrink = BUDGETS.get(profile, BUDGETS["default"])
+    return MachineBudget(
+        max_examples=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_EXAMPLES", examples)),
+        step_count=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_STEPS", steps)),
+        shrink_seconds=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_SHRINK_S", shrink)),
+    )
+
+
+@pytest.fixture(scope="session")
+def life_scene(zoo: Any) -> Callable[[str], Any]:
+    """``life_scene(arch)`` -> Scene (layout + pristine weights); Unsupported where the
+    pipeline class is absent in this version."""
+    from harness.reference.lora_driver import Scene
+
+    cache: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+
+    def get(arch: str) -> Any:
+        if arch in failures:
+            raise Unsupported(failures[arch])
+        if arch not in cache:
+            try:
+                cache[arch] = Scene(arch, zoo)
+            except Unsupported as exc:
+                failures[arch] = str(exc)
+                raise
+        return cache[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def life_ipa(zoo: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from suites.ip_adapter.support import IPAWorld
+
+    return IPAWorld(zoo, tmp_path_factory.mktemp("lifecycle_ip_hub"))

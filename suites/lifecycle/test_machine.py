@@ -1,0 +1,52 @@
+"""The lifecycle state machine as one check per architecture and rule family.
+
+``lora``: LoRA rules only (load peft/kohya with varying rank, alpha, targets; hotswap with
+and without ``enable_lora_hotswap``; set_adapters; fuse/unfuse; disable/enable; delete;
+unload; set_lora_device; save + reload). ``all`` adds IP-Adapter load / swap / unload
+(sd15, sdxl): kept apart so an IP-Adapter finding (seed 002) does not hide a LoRA one.
+See harness/lifecycle/ for the model, semantics and reproduction scripts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.lifecycle import repro
+from harness.lifecycle.machine import LoraBank, MachineContext, ip_entries, run_machine
+from harness.lifecycle.semantics import available_rules, load_activates
+from suites.lifecycle.conftest import machine_budget
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+CASES = [("sd15", "lora"), ("sd15", "all"), ("sdxl", "lora"), ("sdxl", "all"), ("flux", "lora")]
+
+
+@pytest.mark.parametrize("arch,family", CASES, ids=[f"{a}-{f}" for a, f in CASES])
+def test_state_machine(
+    compat: Any, life_scene: Any, life_ipa: Any, device: Any, arch: str, family: str
+) -> None:
+    """After every step of any sequence the pipeline equals the pure model's state."""
+    compat.param(arch=arch, family=family)
+    with compat.library_call():
+        scene = life_scene(arch)
+        pipe = scene.fresh()
+    rules = available_rules(pipe, arch)
+    compat.require(rules["load"], f"{type(pipe).__name__} has no load_lora_weights")
+    if family == "all":
+        compat.require(rules["ip_adapter"], f"{type(pipe).__name__} has no IP-Adapter loader")
+    ctx = MachineContext(
+        compat=compat,
+        arch=arch,
+        scene=scene,
+        bank=LoraBank(scene),
+        rules=rules,
+        device=device,
+        ipa=life_ipa if family == "all" else None,
+        family=family,
+        ip_entries=ip_entries(arch) if family == "all" else (),
+        activates=load_activates(),
+    )
+    compat.detail(load_activates=ctx.activates)
+    run_machine(ctx, machine_budget(), repro.script)
