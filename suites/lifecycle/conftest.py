@@ -37,12 +37,6 @@ BUDGETS: dict[str, tuple[int, int, int]] = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "compile: torch.compile (inductor) checks; slow on CPU (-m 'not compile')"
-    )
-
-
 def machine_budget() -> Any:
     from harness.lifecycle.machine import MachineBudget
 
