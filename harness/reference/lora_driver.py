@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from harness.checkpoints.lora.layouts import ARCH_COMPONENTS, ModelLayout, model_layout
-from harness.classify import Finding
+from harness.classify import Finding, Unsupported
 from harness.outcomes import Outcome
 from harness.reference.lora import (
     Comparison,
@@ -126,6 +126,26 @@ class Scene:
         if accepts(pipe.fuse_lora, "components"):
             return {"components": list(self.layout)}
         return {}
+
+
+def scene_cache(zoo: Any) -> Callable[[str], Scene]:
+    """``get(arch)`` -> the session's Scene for ``arch`` (built once); raises Unsupported
+    (grey) where the pipeline class is absent in this version (Flux before 0.30)."""
+    cache: dict[str, Scene] = {}
+    failures: dict[str, str] = {}
+
+    def get(arch: str) -> Scene:
+        if arch in failures:  # a fresh exception each time: re-raising one grows its traceback
+            raise Unsupported(failures[arch])
+        if arch not in cache:
+            try:
+                cache[arch] = Scene(arch, zoo)
+            except Unsupported as exc:
+                failures[arch] = str(exc)
+                raise
+        return cache[arch]
+
+    return get
 
 
 def components_of(arch: str) -> tuple[str, ...]:

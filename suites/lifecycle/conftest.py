@@ -26,8 +26,6 @@ from typing import Any
 
 import pytest
 
-from harness.classify import Unsupported
-
 ARCHES = ("sd15", "sdxl", "flux")
 
 BUDGETS: dict[str, tuple[int, int, int]] = {
@@ -53,23 +51,9 @@ def machine_budget() -> Any:
 def life_scene(zoo: Any) -> Callable[[str], Any]:
     """``life_scene(arch)`` -> Scene (layout + pristine weights); Unsupported where the
     pipeline class is absent in this version."""
-    from harness.reference.lora_driver import Scene
+    from harness.reference.lora_driver import scene_cache
 
-    cache: dict[str, Any] = {}
-    failures: dict[str, str] = {}
-
-    def get(arch: str) -> Any:
-        if arch in failures:
-            raise Unsupported(failures[arch])
-        if arch not in cache:
-            try:
-                cache[arch] = Scene(arch, zoo)
-            except Unsupported as exc:
-                failures[arch] = str(exc)
-                raise
-        return cache[arch]
-
-    return get
+    return scene_cache(zoo)
 
 
 @pytest.fixture(scope="session")

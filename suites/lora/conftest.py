@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from harness.classify import Unsupported
-
 ARCHES = ("sd15", "sdxl", "flux")
 
 
@@ -17,20 +15,6 @@ ARCHES = ("sd15", "sdxl", "flux")
 def scene_for(zoo: Any) -> Callable[[str], Any]:
     """``scene_for(arch)`` -> Scene; raises Unsupported (grey) where the pipeline class is
     absent in this version (Flux before 0.30)."""
-    from harness.reference.lora_driver import Scene
+    from harness.reference.lora_driver import scene_cache
 
-    cache: dict[str, Any] = {}
-    failures: dict[str, str] = {}
-
-    def get(arch: str) -> Any:
-        if arch in failures:  # a fresh exception each time: re-raising one grows its traceback
-            raise Unsupported(failures[arch])
-        if arch not in cache:
-            try:
-                cache[arch] = Scene(arch, zoo)
-            except Unsupported as exc:
-                failures[arch] = str(exc)
-                raise
-        return cache[arch]
-
-    return get
+    return scene_cache(zoo)
