@@ -7,7 +7,10 @@ against a monkeypatched diffusers (the newest cell's) and reads the verdicts:
 b. ``unload_lora_weights`` that skips ``text_encoder_2`` (the module base and refiner
    share): the LoRA layers stay on the shared encoder -> shared-unload check regresses;
 s. a safetensors writer that drops one VAE tensor (the VAE both pipelines share) ->
-   save/reload check regresses.
+   save/reload check regresses;
+c. ``save_pretrained`` that no longer recognises a ``torch.compile`` wrapper (so the
+   compiled shared ``text_encoder_2`` is not unwrapped and not saved) -> the compiled
+   save/reload check regresses (``-m compile``: CPU opt-in, ``aot_eager``, a few seconds).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT / "suites" / "shared"
 
 CHECKS = {
-    "unload": ("test_adapters.py", "test_lora_unload_shared and refiner"),
-    "save": ("test_persist.py", "test_save_reload and refiner"),
+    "unload": ("test_adapters.py", "test_lora_unload_shared and refiner", "not compile"),
+    "save": ("test_persist.py", "test_save_reload and refiner", "not compile"),
+    "compiled": ("test_compile.py", "test_compiled_save_reload", "compile"),
 }
 
 #: The tensor the planted writer leaves out (a VAE decoder weight, present in every version).
@@ -36,10 +40,10 @@ DROPPED = "decoder.conv_out.weight"
 
 def run_check(tmp_path: Path, key: str) -> dict[str, str]:
     """Run the selected checks in this process; returns check_id -> verdict."""
-    module, expr = CHECKS[key]
+    module, expr, marks = CHECKS[key]
     results = tmp_path / f"{key}.jsonl"
     code = pytest.main(
-        [str(SHARED / module), "-q", "-p", "no:cacheprovider", "-m", "not compile",
+        [str(SHARED / module), "-q", "-p", "no:cacheprovider", "-m", marks,
          "-k", expr, "--compat-results", str(results), "--compat-cell", "selftest"]
     )  # fmt: skip
     assert code in (0, 1), f"inner pytest failed to run ({code})"
@@ -105,4 +109,26 @@ def test_save_dropping_tensor_regresses(tmp_path: Path, monkeypatch: pytest.Monk
     verdicts = run_check(tmp_path, "save")
     assert set(verdicts.values()) == {"regression"}, verdicts
     records = [r for r in read_records([tmp_path / "save.jsonl"]) if r.get("kind") == "check"]
+    assert all(r["observed"] == "DROPPED_KEYS" for r in records), records
+
+
+def plant_save_keeps_compile_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``save_pretrained`` stops unwrapping ``OptimizedModule`` components."""
+    from diffusers.pipelines import pipeline_utils
+
+    monkeypatch.setattr(pipeline_utils, "is_compiled_module", lambda module: False)
+
+
+def test_compiled_save_unpatched_passes(tmp_path: Path) -> None:
+    verdicts = run_check(tmp_path, "compiled")
+    assert set(verdicts.values()) == {"pass"}, verdicts
+
+
+def test_compiled_save_keeping_wrapper_regresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant_save_keeps_compile_wrapper(monkeypatch)
+    verdicts = run_check(tmp_path, "compiled")
+    assert set(verdicts.values()) == {"regression"}, verdicts
+    records = [r for r in read_records([tmp_path / "compiled.jsonl"]) if r.get("kind") == "check"]
     assert all(r["observed"] == "DROPPED_KEYS" for r in records), records

@@ -25,6 +25,19 @@ from harness.errors import UsageError
 #: Environment variable that carries the user's file into the cells' suites.
 USER_FILE_ENV = "ADAPTER_COMPAT_USER_FILE"
 
+
+def user_file(compat: Any) -> Path:
+    """The file ``adapter-compat check`` handed to the cell; NOT_RUN (via ``compat``) when
+    none was given or it is not a file, so the BYO checks stay grey in ordinary runs."""
+    value = os.environ.get(USER_FILE_ENV)
+    if not value:
+        compat.not_run(f"no user file ({USER_FILE_ENV} is unset; use `adapter-compat check FILE`)")
+    path = Path(value)
+    if not path.is_file():
+        compat.not_run(f"{USER_FILE_ENV}={value} is not a file")
+    return path
+
+
 #: Refuse headers larger than this (a corrupt length field would make us read gigabytes).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 

@@ -177,7 +177,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     from harness.drift import snapshot as snap
-    from harness.drift.timeline import build_timeline, diff_versions, render_text
+    from harness.drift.timeline import build_timeline, diff_versions, pair_entry, render_text
 
     api_dir = Path(args.dir) if args.dir else snap.API_DIR
     if bool(args.from_version) != bool(args.to_version):
@@ -194,21 +194,7 @@ def _diff(args: argparse.Namespace) -> int:
             )
     if args.from_version:
         changes = diff_versions(args.from_version, args.to_version, api_dir)
-        timeline = [
-            {
-                "from": args.from_version,
-                "to": args.to_version,
-                "breaking": sum(c.breaking for c in changes),
-                "unacknowledged": sum(c.unacknowledged_break for c in changes),
-                "allowlisted": sum(
-                    bool(c.allowlist and c.allowlist["status"] == "allowlisted") for c in changes
-                ),
-                "expired": sum(
-                    bool(c.allowlist and c.allowlist["status"] != "allowlisted") for c in changes
-                ),
-                "changes": [c.to_dict() for c in changes],
-            }
-        ]
+        timeline = [pair_entry(args.from_version, args.to_version, changes)]
     else:
         timeline = build_timeline(api_dir)
     if args.json:

@@ -36,6 +36,23 @@ def diff_versions(
     return apply_allowlist(changes, entries, today)
 
 
+def pair_entry(old: str, new: str, changes: list[Change]) -> dict[str, Any]:
+    """One timeline item: the pair, its counts by allowlist status, and the changes."""
+    return {
+        "from": old,
+        "to": new,
+        "breaking": sum(c.breaking for c in changes),
+        "unacknowledged": sum(c.unacknowledged_break for c in changes),
+        "allowlisted": sum(
+            bool(c.allowlist and c.allowlist["status"] == "allowlisted") for c in changes
+        ),
+        "expired": sum(
+            bool(c.allowlist and c.allowlist["status"] != "allowlisted") for c in changes
+        ),
+        "changes": [c.to_dict() for c in changes],
+    }
+
+
 def build_timeline(
     api_dir: str | os.PathLike[str] = API_DIR,
     allowlist: list[AllowEntry] | None = None,
@@ -56,22 +73,7 @@ def build_timeline(
     entries = load_allowlist(Path(api_dir) / "allowlist.json") if allowlist is None else allowlist
     timeline = []
     for old, new in zip(versions, versions[1:], strict=False):
-        changes = diff_versions(old, new, api_dir, entries, today)
-        timeline.append(
-            {
-                "from": old,
-                "to": new,
-                "breaking": sum(c.breaking for c in changes),
-                "unacknowledged": sum(c.unacknowledged_break for c in changes),
-                "allowlisted": sum(
-                    bool(c.allowlist and c.allowlist["status"] == "allowlisted") for c in changes
-                ),
-                "expired": sum(
-                    bool(c.allowlist and c.allowlist["status"] != "allowlisted") for c in changes
-                ),
-                "changes": [c.to_dict() for c in changes],
-            }
-        )
+        timeline.append(pair_entry(old, new, diff_versions(old, new, api_dir, entries, today)))
     return timeline
 
 

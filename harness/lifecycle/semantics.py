@@ -109,13 +109,6 @@ def has_hotswap(pipe: Any) -> bool:
         return False
 
 
-def accepts(fn: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 #: Pipeline methods each rule family needs (a rule is drawn only where all exist).
 RULE_APIS: dict[str, tuple[str, ...]] = {
     "load": ("load_lora_weights",),

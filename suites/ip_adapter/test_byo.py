@@ -8,14 +8,13 @@ check compares its keys and shapes with the real UNet layout first.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.byo import USER_FILE_ENV
 from harness.byo import ip_adapter as byo
+from harness.byo import user_file
 from harness.checkpoints.ip_adapter.api import KWARG_SINCE, diffusers_version
 from harness.outcomes import Outcome
 
@@ -25,12 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @pytest.fixture
 def user_ip_adapter(compat: Any) -> tuple[Path, Any]:
     """(path, description) of the user's IP-Adapter; NOT_RUN when none was given."""
-    value = os.environ.get(USER_FILE_ENV)
-    if not value:
-        compat.not_run(f"no user file ({USER_FILE_ENV} is unset; use `adapter-compat check FILE`)")
-    path = Path(value)
-    if not path.is_file():
-        compat.not_run(f"{USER_FILE_ENV}={value} is not a file")
+    path = user_file(compat)
     try:
         info = byo.describe(path)
     except Exception as exc:  # noqa: BLE001 - not readable as an IP-Adapter: not ours

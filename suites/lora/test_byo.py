@@ -9,13 +9,11 @@ file against the committed full-size layout), plus the input-mutation check.
 
 from __future__ import annotations
 
-import os
 import types
-from pathlib import Path
 
 import pytest
 
-from harness.byo import USER_FILE_ENV
+from harness.byo import user_file
 from harness.byo.lora import detect
 from harness.checkpoints.lora.layouts import DENOISER
 from harness.checkpoints.lora.manifests import load_layout
@@ -30,12 +28,7 @@ from harness.reference.lora_driver import accepts, judge_view
 @pytest.fixture
 def user_lora(compat):
     """(path, state dict, detection) of the user's file; NOT_RUN when none was given."""
-    value = os.environ.get(USER_FILE_ENV)
-    if not value:
-        compat.not_run(f"no user file ({USER_FILE_ENV} is unset; use `adapter-compat check FILE`)")
-    path = Path(value)
-    if not path.is_file():
-        compat.not_run(f"{USER_FILE_ENV}={value} is not a file")
+    path = user_file(compat)
     from safetensors.torch import load_file
 
     state_dict = load_file(str(path))

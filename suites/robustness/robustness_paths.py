@@ -472,6 +472,19 @@ class Judgement:
     details: dict[str, Any]
 
 
+def meta_judgement(pipe: Any) -> Judgement | None:
+    """WRONG_RESULT when a low-memory load left UNet parameters on the meta device (a
+    missing key was never given values; its forward returns whatever memory held)."""
+    meta = [n for n, p in pipe.unet.named_parameters() if p.device.type == "meta"]
+    if not meta:
+        return None
+    return Judgement(
+        Outcome.WRONG_RESULT,
+        f"{len(meta)} parameter(s) left uninitialised on the meta device: {', '.join(meta[:3])}",
+        {"meta_parameters": meta[:8]},
+    )
+
+
 def judge_lora(
     env: Env, pipe: Any, exp: mf.Expectation, messages: Sequence[str], dtype: torch.dtype
 ) -> Judgement:
@@ -480,13 +493,9 @@ def judge_lora(
     First the structure: a parameter left on the meta device was never given values (a
     low-memory load that skipped a missing key); its forward returns whatever memory held.
     Then every target's effective weight against its acceptable end states."""
-    meta = [n for n, p in pipe.unet.named_parameters() if p.device.type == "meta"]
-    if meta:
-        return Judgement(
-            Outcome.WRONG_RESULT,
-            f"{len(meta)} parameter(s) left uninitialised on the meta device: {', '.join(meta[:3])}",
-            {"meta_parameters": meta[:8]},
-        )
+    left_on_meta = meta_judgement(pipe)
+    if left_on_meta is not None:
+        return left_on_meta
     structure = diff_state(env.pristine_state, snapshot(pipe.unet))
     after = effective_weights(pipe.unet, env.lora_targets)
     wrong, dropped, unreported, changed = [], [], [], []
@@ -568,13 +577,9 @@ def judge_ip(
 ) -> Judgement:
     """Usable tensors must sit where the release numbering puts them; invalid content must
     have been reported (the load returned, so by a warning naming it)."""
-    meta = [n for n, p in pipe.unet.named_parameters() if p.device.type == "meta"]
-    if meta:
-        return Judgement(
-            Outcome.WRONG_RESULT,
-            f"{len(meta)} parameter(s) left uninitialised on the meta device: {', '.join(meta[:3])}",
-            {"meta_parameters": meta[:8]},
-        )
+    left_on_meta = meta_judgement(pipe)
+    if left_on_meta is not None:
+        return left_on_meta
     procs = list(pipe.unet.attn_processors.values())
     landed, missing, wrong = 0, [], []
     for (ip_id, kind), tensor in exp.slots.items():
