@@ -23,27 +23,27 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import cellenv, matrix  # noqa: E402
-from harness.records import CellRecord, write_record  # noqa: E402
+from harness.matrix import cellenv, cells  # noqa: E402
+from harness.protocol.records import CellRecord, write_record  # noqa: E402
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["default"]
 
-PYTHON = matrix.matrix_data()["python"]
+PYTHON = cells.matrix_data()["python"]
 OUTER_DEPS = ["jinja2>=3.1", "packaging>=23", "nox", "uv"]
 TEST_DEPS = ["pytest", "hypothesis", "pytest-xdist"]
 
 
-def _cells() -> list[matrix.Cell]:
+def _cells() -> list[cells.Cell]:
     try:
-        return matrix.all_cells()
+        return cells.all_cells()
     except Exception as exc:  # noqa: BLE001 - `nox -l` must still work without a torch
         print(f"adapter-compat: {exc}; cell sessions are not available", file=sys.stderr)
         return []
 
 
-def install_cell(session: nox.Session, cell: matrix.Cell) -> float:
+def install_cell(session: nox.Session, cell: cells.Cell) -> float:
     """Install the cell's lock + torch unless the venv's stamp says it is current.
 
     Returns the seconds spent; a failure is recorded as INSTALL_FAILED and ends the session.
@@ -70,11 +70,11 @@ def install_cell(session: nox.Session, cell: matrix.Cell) -> float:
     return time.perf_counter() - begin
 
 
-def make_cell_session(cell: matrix.Cell):
+def make_cell_session(cell: cells.Cell):
     def cell_session(session: nox.Session) -> None:
         install_s = install_cell(session, cell)
         session.run(
-            "python", "-m", "harness.cellrun",
+            "python", "-m", "harness.cell.run",
             "--cell", cell.name,
             "--results", str(cellenv.results_path(cell)),
             "--install-seconds", f"{install_s:.3f}",
@@ -126,7 +126,7 @@ def report(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def tests(session: nox.Session) -> None:
     """The harness's self-tests, in the newest cell's environment (what .ci/run calls)."""
-    newest = matrix.select_cells(matrix.known_versions()[-1])[0]
+    newest = cells.select_cells(cells.known_versions()[-1])[0]
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # many test subprocesses import torch
     install_cell(session, newest)
     session.install(*OUTER_DEPS, *TEST_DEPS, silent=True)
@@ -147,4 +147,4 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Per-cell install / import / suite seconds and whole-matrix wall time."""
     session.install(*OUTER_DEPS, "-e", ".", silent=True)
-    session.run("python", "-m", "harness.bench", *session.posargs)
+    session.run("python", "-m", "harness.matrix.bench", *session.posargs)

@@ -1,5 +1,5 @@
 """Every test under suites/ is a compatibility check: it gets a ``compat`` context and
-writes a record (see harness/plugin.py). Works in any venv with torch + diffusers:
+writes a record (see harness/cell/plugin.py). Works in any venv with torch + diffusers:
 ``pytest suites --compat-results results.jsonl``.
 
 Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``default`` for local runs, ``ci`` for the
@@ -12,7 +12,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["harness.plugin"]
+pytest_plugins = ["harness.cell.plugin"]
 
 _COMMON = dict(
     deadline=None,

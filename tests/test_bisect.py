@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, matrix
-from harness.bisect import BAD, GOOD, Probe
 from harness.errors import UsageError
-from harness.records import CellRecord, CheckRecord, write_record
+from harness.matrix import cells
+from harness.protocol.records import CellRecord, CheckRecord, write_record
+from harness.triage import bisect
+from harness.triage.bisect import BAD, GOOD, Probe
 
 
 def pypi(*versions: str, yanked: tuple[str, ...] = ()) -> dict:
@@ -95,10 +96,10 @@ def test_ends_are_verified() -> None:
 
 
 def test_private_matrix_reuses_committed_locks(tmp_path: Path) -> None:
-    committed = matrix.known_versions()[0]
+    committed = cells.known_versions()[0]
     assert bisect.ensure_cell(committed, "2024-01-01T00:00:00Z", tmp_path, log=lambda _: None)
     lock = bisect.matrix_dir(tmp_path) / "locks" / f"{committed}.txt"
-    assert lock.read_bytes() == (matrix.LOCK_DIR / f"{committed}.txt").read_bytes()
+    assert lock.read_bytes() == (cells.LOCK_DIR / f"{committed}.txt").read_bytes()
     calls = []
 
     def fake_compile(version: str, released: str, target: Path) -> None:
@@ -113,10 +114,11 @@ def test_private_matrix_reuses_committed_locks(tmp_path: Path) -> None:
         "0.32.1", "2024-12-25T12:21:28Z", tmp_path, lambda _: None, fake_compile
     )
     assert calls == ["0.32.1"]  # resolved once, cached under locks/
-    cells = json.loads((bisect.matrix_dir(tmp_path) / "cells.json").read_text())
-    assert [c["diffusers"] for c in cells["cells"]] == [committed, "0.32.1"]
+    written = json.loads((bisect.matrix_dir(tmp_path) / "cells.json").read_text())
+    assert [c["diffusers"] for c in written["cells"]] == [committed, "0.32.1"]
     assert (
-        cells["default_cells"] == [] and cells["companions"] == matrix.matrix_data()["companions"]
+        written["default_cells"] == []
+        and written["companions"] == cells.matrix_data()["companions"]
     )
 
     def failing(version: str, released: str, target: Path) -> None:
@@ -197,8 +199,8 @@ def test_nodeid_for(tmp_path: Path) -> None:
 def test_reports_and_drafts_name_the_bisected_release(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.filing import build_drafts
     from harness.report import write_report
+    from harness.triage.filing import build_drafts
     from tests.test_report_headline import STEADY_BAD, write_run
 
     cache = tmp_path / "cache"

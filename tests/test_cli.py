@@ -33,7 +33,7 @@ def test_bad_input_gives_one_clear_line(capsys, argv, needle, tmp_path):
 
 
 def test_unwritable_report_folder(capsys, tmp_path):
-    from harness.records import CheckRecord, write_record
+    from harness.protocol.records import CheckRecord, write_record
 
     results = tmp_path / "r.jsonl"
     write_record(results, CheckRecord("s/x::y", "s", ["OK"], "OK", "pass", cell="cell-0.26.3"))

@@ -15,10 +15,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from harness.checkpoints.ip_adapter import Encoder, load_release, save_release  # noqa: E402
-from harness.checkpoints.ip_adapter.training import build_training, doctor  # noqa: E402
 from harness.cli import main  # noqa: E402
 from harness.convert import ip_adapter as conv  # noqa: E402
+from harness.inputs.checkpoints.ip_adapter import Encoder, load_release, save_release  # noqa: E402
+from harness.inputs.checkpoints.ip_adapter.training import build_training, doctor  # noqa: E402
 
 VIT_H = Encoder("clip", 1024, 1280)
 
@@ -148,7 +148,7 @@ SMALL_UNET = {
 
 
 def test_cli_writes_bin_and_safetensors_from_bin_training(tmp_path: Path) -> None:
-    from harness.checkpoints.ip_adapter import unet_target_from_config
+    from harness.inputs.checkpoints.ip_adapter import unet_target_from_config
 
     target = unet_target_from_config(SMALL_UNET)
     training = build_training(target, "base", Encoder("clip", 40, 0), numbering="cross")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import CheckContext
-from harness.classify import outcome_of
+from harness.cell.classify import outcome_of
+from harness.cell.context import CheckContext
 from harness.drift.apidiff import (
     AllowEntry,
     apply_allowlist,
@@ -36,7 +36,7 @@ from harness.drift.snapshot import (
 )
 from harness.drift.timeline import build_timeline, timeline_data
 from harness.errors import UsageError
-from harness.outcomes import Outcome, Verdict, verdict_for
+from harness.protocol.outcomes import Outcome, Verdict, verdict_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

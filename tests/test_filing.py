@@ -1,6 +1,6 @@
 """Issue drafts and filing against a local fake of GitHub's REST API (127.0.0.1 only).
 
-The fake speaks exactly the subset ``harness.filing.github`` uses, with Link-header
+The fake speaks exactly the subset ``harness.triage.filing.github`` uses, with Link-header
 pagination and token checks, and records every request so the tests can assert that a
 run created nothing twice and that a 401 left nothing half-filed.
 """
@@ -19,7 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import harness.cli
-from harness.filing.drafts import (
+from harness.protocol.records import write_record
+from harness.report import write_report
+from harness.triage.filing.drafts import (
     FINGERPRINT_MARK,
     MAX_BODY,
     STATE_MARK,
@@ -27,8 +29,6 @@ from harness.filing.drafts import (
     find_mark,
     fingerprint,
 )
-from harness.records import write_record
-from harness.report import write_report
 from tests.test_report_headline import CHANGING, STEADY_BAD, record, write_run
 
 TOKEN = "ghp_test_token"

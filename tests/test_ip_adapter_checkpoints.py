@@ -15,7 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from harness.checkpoints.ip_adapter import (  # noqa: E402
+from harness.convert.ip_adapter import REAL_UNETS, arch_target  # noqa: E402
+from harness.inputs.checkpoints.ip_adapter import (  # noqa: E402
     VARIANTS,
     Encoder,
     build_release,
@@ -23,8 +24,7 @@ from harness.checkpoints.ip_adapter import (  # noqa: E402
     target_from_model,
     unet_processor_names,
 )
-from harness.convert.ip_adapter import REAL_UNETS, arch_target  # noqa: E402
-from harness.records import read_records  # noqa: E402
+from harness.protocol.records import read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_real_unet_templates_match_diffusers(arch: str) -> None:
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl", "flux", "sd3"])
 def test_zoo_targets_match_the_models(arch: str) -> None:
-    from harness.models.zoo import Zoo
+    from harness.inputs.models.zoo import Zoo
 
     pipe = Zoo().get(arch)
     model = pipe.unet if arch in ("sd15", "sdxl") else pipe.transformer
@@ -77,7 +77,7 @@ def test_releases_are_seeded_and_distinct(variant: str) -> None:
     family = VARIANTS[variant].families[0]
     target = arch_target("sd15") if family == "unet" else None
     if target is None:
-        from harness.checkpoints.ip_adapter.targets import (
+        from harness.inputs.checkpoints.ip_adapter.targets import (
             flux_target_from_names,
             sd3_target_from_names,
         )
@@ -119,7 +119,7 @@ def test_unpatched_library_passes_every_load_check(tmp_path: Path) -> None:
 
 def _small_unet(cross: int) -> object:
     """A one-block UNet layout with a real cross-attention width (cheap to fill)."""
-    from harness.checkpoints.ip_adapter import unet_target_from_config
+    from harness.inputs.checkpoints.ip_adapter import unet_target_from_config
 
     return unet_target_from_config(
         {
@@ -137,8 +137,8 @@ def test_byo_detector_reads_headers_only(tmp_path: Path) -> None:
 
     from harness.byo import ip_adapter as byo
     from harness.byo import read_header
-    from harness.checkpoints.ip_adapter import Dims, save_release
     from harness.convert.ip_adapter import DETECT_ORDER
+    from harness.inputs.checkpoints.ip_adapter import Dims, save_release
 
     assert [name for name, _ in byo.SENTINELS] == list(DETECT_ORDER)
     assert all(VARIANTS[name].sentinel == key for name, key in byo.SENTINELS)

@@ -24,7 +24,7 @@ import pytest
 
 diffusers = pytest.importorskip("diffusers")
 
-from harness.records import read_records  # noqa: E402
+from harness.protocol.records import read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "suites" / "ip_adapter"

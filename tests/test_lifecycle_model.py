@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from harness.lifecycle.model import LifecycleModel
+from harness.scenarios.lifecycle.model import LifecycleModel
 
 U1, U2, T1 = ("unet", "a"), ("unet", "b"), ("text_encoder", "q")
 
@@ -50,6 +50,6 @@ def test_disable_delete_hotswap() -> None:
 
 
 def test_repro_template_is_python() -> None:
-    from harness.lifecycle.repro import TEMPLATE
+    from harness.scenarios.lifecycle.scripts import TEMPLATE
 
     ast.parse(TEMPLATE.replace("@DATA@", repr("{}")))

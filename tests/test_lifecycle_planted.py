@@ -27,7 +27,7 @@ diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 pytest.importorskip("peft.utils.hotswap")
 
-from harness.records import read_records  # noqa: E402
+from harness.protocol.records import read_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "suites" / "lifecycle"

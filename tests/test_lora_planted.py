@@ -29,7 +29,7 @@ import pytest
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from harness.records import read_records  # noqa: E402
+from harness.protocol.records import read_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LORA = ROOT / "suites" / "lora"

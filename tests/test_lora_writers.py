@@ -16,14 +16,19 @@ torch = pytest.importorskip("torch")
 
 from harness.byo import UserFile, find_weight_file, read_header  # noqa: E402
 from harness.byo.lora import detect  # noqa: E402
-from harness.checkpoints.lora.build import Pick, build, write_safetensors  # noqa: E402
-from harness.checkpoints.lora.cases import full_case, realise  # noqa: E402
-from harness.checkpoints.lora.formats import FORMATS, expressible  # noqa: E402
-from harness.checkpoints.lora.layouts import ComponentLayout, Layer, sgm_unet_map, to_sgm  # noqa: E402
-from harness.checkpoints.lora.manifests import FIXTURES, MANIFEST_DTYPE, load_layout, manifest  # noqa: E402
+from harness.drivers.lora_detector import compare_view, read_converted, split_key  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
-from harness.reference.lora import Reference, Term, compare, effective_weight, parse  # noqa: E402
-from harness.reference.lora_detector import compare_view, read_converted, split_key  # noqa: E402
+from harness.inputs.checkpoints.lora.build import Pick, build, write_safetensors  # noqa: E402
+from harness.inputs.checkpoints.lora.cases import full_case, realise  # noqa: E402
+from harness.inputs.checkpoints.lora.formats import FORMATS, expressible  # noqa: E402
+from harness.inputs.checkpoints.lora.layouts import ComponentLayout, Layer, sgm_unet_map, to_sgm  # noqa: E402
+from harness.inputs.checkpoints.lora.manifests import (  # noqa: E402
+    FIXTURES,
+    MANIFEST_DTYPE,
+    load_layout,
+    manifest,
+)
+from harness.oracles.lora import Reference, Term, compare, effective_weight, parse  # noqa: E402
 
 D = 8  # inner width of the hand-made Flux layout; proj_mlp is 4 * D
 HEAD = 4  # its head dimension (width of the q/k RMSNorm scales)
@@ -159,7 +164,7 @@ def test_sgm_names_of_the_real_sdxl_unet() -> None:
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("manifest-*.json")), ids=lambda p: p.stem)
 def test_committed_manifest_matches_the_writer(path: Path) -> None:
     """The manifests are what the writers produce on the committed layouts (regenerate with
-    ``python -m harness.checkpoints.lora.manifests`` when a format changes)."""
+    ``python -m harness.inputs.checkpoints.lora.manifests`` when a format changes)."""
     data = json.loads(path.read_text())
     again = manifest(data["format"], data["arch"], load_layout(data["arch"]))
     assert again["keys"] == data["keys"], path.name

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import torch
 
-from harness.checkpoints import pickle_payloads as pp
+from harness.inputs import pickles as pp
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("harness", "suites")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.classify import (
+from harness.cell.classify import (
     CheckTimeout,
     Finding,
     LibraryError,
@@ -11,7 +11,7 @@ from harness.classify import (
     classify_exception,
     outcome_of,
 )
-from harness.outcomes import Outcome, Verdict, verdict_for
+from harness.protocol.outcomes import Outcome, Verdict, verdict_for
 
 
 @pytest.mark.parametrize(

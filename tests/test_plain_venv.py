@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from harness import cellenv, matrix
-from harness.records import read_records
+from harness.matrix import cellenv, cells
+from harness.protocol.records import read_records
 
 
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is needed to build the venv")
 def test_suites_in_a_plain_venv(tmp_path):
-    cell = matrix.select_cells(matrix.known_versions()[-1])[0]
+    cell = cells.select_cells(cells.known_versions()[-1])[0]
     venv = tmp_path / "venv"
     subprocess.run(["uv", "venv", "-q", "-p", sys.executable, str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -26,7 +26,7 @@ def test_suites_in_a_plain_venv(tmp_path):
     proc = subprocess.run(
         [str(python), "-m", "pytest", "suites/smoke", "-q", "-p", "no:cacheprovider", "-k", "sd15",
          "--compat-results", str(results)],
-        cwd=matrix.ROOT, capture_output=True, text=True, timeout=600,
+        cwd=cells.ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     checks = [r for r in read_records([results]) if r["kind"] == "check"]
     assert checks, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -7,13 +7,13 @@ import json
 import diffusers  # noqa: F401
 import torch  # noqa: F401
 
-import harness.plugin  # noqa: F401
-from harness.records import read_records
+import harness.cell.plugin  # noqa: F401
+from harness.protocol.records import read_records
 
 DEMO = """
 import time
 import pytest
-from harness.outcomes import Outcome
+from harness.protocol.outcomes import Outcome
 
 def test_ok(compat):
     compat.param(format="kohya", arch="flux")
@@ -49,7 +49,7 @@ def test_param(compat, rank):
 
 CONFTEST = """
 import pytest
-pytest_plugins = ["harness.plugin"]
+pytest_plugins = ["harness.cell.plugin"]
 
 @pytest.fixture(autouse=True)
 def _check(compat):

@@ -4,7 +4,13 @@ import json
 import multiprocessing
 import warnings
 
-from harness.records import CellRecord, CheckRecord, append_line, read_records, write_record
+from harness.protocol.records import (
+    CellRecord,
+    CheckRecord,
+    append_line,
+    read_records,
+    write_record,
+)
 
 REQUIRED = {
     "check_id", "suite", "params", "expected", "observed", "verdict", "exc_type", "message",

@@ -1,6 +1,6 @@
 """Self-tests of the report step: synthetic records in, grid *content* asserted out.
 
-No torch: records are written with ``harness.records`` exactly as the suites write them.
+No torch: records are written with ``harness.protocol.records`` exactly as the suites write them.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import harness.cli
-from harness.records import CellRecord, CheckRecord, write_record
+from harness.protocol.records import CellRecord, CheckRecord, write_record
 from harness.report import write_report
-from harness.report.model import build_model, load_model
+from harness.report.grid import build_model, load_model
 from harness.report.render_md import MAX_CHARS, render_markdown
 
 XSS = "bad key <script>alert('x')</script> & more"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import CellRecord, CheckRecord, write_record
+from harness.protocol.records import CellRecord, CheckRecord, write_record
 from harness.report import write_report
 from harness.report.diff import load_baseline
-from harness.report.model import build_model
+from harness.report.grid import build_model
 from harness.report.render_md import MAX_CHARS, render_markdown
 
 CELLS = ("0.30.3", "0.32.2", "0.33.1", "0.42.1")

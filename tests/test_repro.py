@@ -16,10 +16,11 @@ import diffusers  # noqa: F401
 import pytest
 import torch  # noqa: F401
 
+import harness.cell.plugin  # noqa: F401
 import harness.cli
-import harness.plugin  # noqa: F401
-from harness import cellenv, repro
-from harness.records import read_records
+from harness.matrix import cellenv
+from harness.protocol import repro
+from harness.protocol.records import read_records
 from harness.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: keeps the test independent of any real diffusers bug.
 DEMO = '''
 from importlib.metadata import version
-from harness.outcomes import Outcome
+from harness.protocol.outcomes import Outcome
 
 BODY = """
 import sys
@@ -56,7 +57,7 @@ def test_without_body(compat):
 
 CONFTEST = """
 import pytest
-pytest_plugins = ["harness.plugin"]
+pytest_plugins = ["harness.cell.plugin"]
 
 @pytest.fixture(autouse=True)
 def _check(compat):

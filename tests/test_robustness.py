@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 
 # Imported up front: a torch removed from sys.modules and re-imported in one process crashes.
@@ -30,17 +29,14 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness.plugin  # noqa: F401
-from harness.checkpoints import malformed as mf
-from harness.checkpoints import pickle_payloads as pp
-from harness.records import read_records
+import harness.cell.plugin  # noqa: F401
+from harness.inputs import malformed as mf
+from harness.inputs import pickles as pp
+from harness.protocol.records import read_records
+from harness.scenarios import robustness as rp
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "suites" / "robustness"
-if str(SUITE) not in sys.path:
-    sys.path.insert(0, str(SUITE))
-
-import robustness_paths as rp  # noqa: E402
 
 FILES = "test_safetensors_files.py::test_damaged_file"
 TRUNCATED = f"{FILES}[lora-truncated-mid-data]"

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from harness.records import read_records
+from harness.protocol.records import read_records
 from harness.report import write_report
 
 SUITE = """
@@ -24,7 +24,7 @@ def test_third(compat):
 """
 CONFTEST = """
 import pytest
-pytest_plugins = ["harness.plugin"]
+pytest_plugins = ["harness.cell.plugin"]
 
 @pytest.fixture(autouse=True)
 def _check(compat):
@@ -41,7 +41,7 @@ def run_cell(
     (suite / "test_planted.py").write_text(SUITE.format(mode=mode))
     results = tmp_path / "results.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cellrun", "--cell", "cell-planted", "--results", str(results),
+        [sys.executable, "-m", "harness.cell.run", "--cell", "cell-planted", "--results", str(results),
          "--timeout", str(timeout), "--", str(tmp_path / "suites"), "-p", "no:randomly"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -21,12 +21,12 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 np = pytest.importorskip("numpy")
 
-from harness.classify import Unsupported  # noqa: E402
-from harness.models import PIPELINES, pipeline_exists  # noqa: E402
-from harness.models.build import filter_kwargs  # noqa: E402
-from harness.models.run import run_step  # noqa: E402
-from harness.models.zoo import Zoo, deep_copy  # noqa: E402
-from harness.records import read_records  # noqa: E402
+from harness.cell.classify import Unsupported  # noqa: E402
+from harness.inputs.models import PIPELINES, pipeline_exists  # noqa: E402
+from harness.inputs.models.build import filter_kwargs  # noqa: E402
+from harness.inputs.models.run import run_step  # noqa: E402
+from harness.inputs.models.zoo import Zoo, deep_copy  # noqa: E402
+from harness.protocol.records import read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "suites" / "smoke" / "test_pipelines.py"

@@ -143,7 +143,7 @@ def describe_file(user_file: Any) -> str:
 
 # -- in a cell (torch, safetensors, diffusers) -----------------------------------------------
 def describe(path: str | Path) -> Description:
-    from harness.checkpoints.ip_adapter.files import load_release
+    from harness.inputs.checkpoints.ip_adapter.files import load_release
 
     release = load_release(path)
     return describe_shapes(
@@ -154,8 +154,8 @@ def describe(path: str | Path) -> Description:
 
 def validate(path: str | Path, arch: str | None = None) -> Any:
     """The converter's template report for a release file (SD1.5 / SDXL UNets)."""
-    from harness.checkpoints.ip_adapter.files import load_release
     from harness.convert import ip_adapter as conv
+    from harness.inputs.checkpoints.ip_adapter.files import load_release
 
     info = describe(path)
     arch = arch or info.arch
@@ -179,7 +179,7 @@ def meta_denoiser(arch: str) -> Any:
     import diffusers
     import torch
 
-    from harness.classify import Unsupported
+    from harness.cell.classify import Unsupported
     from harness.convert.ip_adapter import REAL_UNETS
 
     with torch.device("meta"):
@@ -195,8 +195,8 @@ def meta_denoiser(arch: str) -> Any:
 def load_check(path: str | Path, arch: str | None = None, low_cpu_mem_usage: bool = False) -> None:
     """Load the file with the installed diffusers into ``meta_denoiser(arch)`` (raises
     whatever the library raises; call inside ``compat.library_call``)."""
-    from harness.checkpoints.ip_adapter.files import load_release
-    from harness.classify import Unsupported
+    from harness.cell.classify import Unsupported
+    from harness.inputs.checkpoints.ip_adapter.files import load_release
 
     arch = arch or describe(path).arch
     if arch is None:

@@ -1,7 +1,7 @@
 """Recognise a user's LoRA file from its keys (and shapes): format and architecture.
 
 Stdlib-only (the outer tool has no torch): the format is the one of
-:data:`harness.checkpoints.lora.formats.FORMATS` whose key grammar matches the most keys;
+:data:`harness.inputs.checkpoints.lora.formats.FORMATS` whose key grammar matches the most keys;
 the architecture comes from :data:`ARCH_HINTS`, data in the same spirit. Ties go to the
 format listed first, so a plain file is never called DoRA / control: those formats win
 only with their own keys (``lora_magnitude_vector``, ``dora_scale``, norm scales). The cells re-run
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.checkpoints.lora.formats import FORMATS
+from harness.inputs.checkpoints.lora.formats import FORMATS
 
 if TYPE_CHECKING:
     from harness.byo import UserFile

@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness import bisect, cellenv
+    from harness.matrix import cellenv
+    from harness.triage import bisect
 
     report = args.report or cellenv.REPORTS / "latest"
     report_file = report / "compat.json" if report.is_dir() else report

@@ -9,9 +9,9 @@ import re
 import shutil
 from pathlib import Path
 
-from harness import cellenv, matrix
 from harness.byo import USER_FILE_ENV, detect_kind, find_weight_file, read_header
 from harness.errors import UsageError
+from harness.matrix import cellenv, cells
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be at least 1")
     if shutil.which("nox") is None and not _module_available("nox"):
         raise UsageError("nox is not installed: `pip install nox uv` (cells are nox sessions)")
-    cells = matrix.select_cells(args.cells)
+    chosen = cells.select_cells(args.cells)
     out = args.out or cellenv.REPORTS / f"check-{_safe_stem(path)}"
     os.environ[USER_FILE_ENV] = str(path.resolve())  # the runner hands os.environ to each cell
-    from harness.runner import run_matrix
+    from harness.matrix.runner import run_matrix
 
-    outcomes = run_matrix(cells, list(kind.suites), jobs=args.jobs, timeout=args.timeout)
+    outcomes = run_matrix(chosen, list(kind.suites), jobs=args.jobs, timeout=args.timeout)
     kept = out / "results"
     kept.mkdir(parents=True, exist_ok=True)
     files = []

@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.parent.exists():
         raise UsageError(f"output folder {args.out.parent} does not exist")
     try:
-        from harness.checkpoints.ip_adapter.files import load_release, save_release
         from harness.convert import ip_adapter as conv
+        from harness.inputs.checkpoints.ip_adapter.files import load_release, save_release
     except ImportError as exc:  # torch / safetensors missing in this environment
         raise UsageError(
             f"convert-ip-adapter needs torch and safetensors ({exc.name} is missing)"

@@ -116,7 +116,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def _scan(args: argparse.Namespace) -> int:
     from harness.drift.callsites import scan
-    from harness.drift.world import COMPANIONS
+    from harness.drift.resolver import COMPANIONS
 
     if args.path is not None and not Path(args.path).exists():
         raise UsageError(

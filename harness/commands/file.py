@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
 
 def report_json(path: Path | None) -> Path:
     if path is None:
-        from harness import cellenv
+        from harness.matrix import cellenv
 
         path = cellenv.REPORTS / "latest"
     candidate = path / "compat.json" if path.is_dir() else path
@@ -75,8 +75,8 @@ def report_json(path: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness import filing
     from harness.report.diff import read_doc
+    from harness.triage import filing
 
     source = report_json(args.report)
     doc = read_doc(source)
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 def _bisected() -> dict[str, str]:
     """First bad versions already found by `adapter-compat bisect` (its cache), if any."""
     try:
-        from harness.bisect import known_first_bad
+        from harness.triage.bisect import known_first_bad
     except ImportError:
         return {}
     try:

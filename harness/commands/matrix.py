@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness import matrix
+from harness.matrix import cells
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 PINNED = ("transformers", "peft", "huggingface-hub", "accelerate", "safetensors", "numpy")
 
 
-def lock_pins(cell: matrix.Cell) -> dict[str, str]:
+def lock_pins(cell: cells.Cell) -> dict[str, str]:
     pins = {}
     if cell.lock_file.exists():
         for line in cell.lock_file.read_text().splitlines():
@@ -37,28 +37,28 @@ def lock_pins(cell: matrix.Cell) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    cells = matrix.select_cells(args.cells)
+    chosen = cells.select_cells(args.cells)
     if args.refresh:
-        from harness import pins
+        from harness.matrix import pins
 
-        written = pins.refresh(cells)
-        return 0 if len(written) == len(cells) else 1
+        written = pins.refresh(chosen)
+        return 0 if len(written) == len(chosen) else 1
     if args.json:
         import json
 
         rows = [
             {"session": c.name, "diffusers": c.diffusers, "released": c.released, "torch": c.torch.label,
              "torch_source": c.torch.kind, "pins": lock_pins(c)}
-            for c in cells
+            for c in chosen
         ]  # fmt: skip
         print(json.dumps(rows, indent=1))
         return 0
-    defaults = set(matrix.matrix_data()["default_cells"])
+    defaults = set(cells.matrix_data()["default_cells"])
     header = f"{'session':<26}{'diffusers':<11}{'released':<12}{'torch':<14}" + "".join(
         f"{p:<16}" for p in PINNED
     )
     print(header)
-    for c in cells:
+    for c in chosen:
         pins_ = lock_pins(c)
         mark = "*" if c.diffusers in defaults else " "
         torch = f"{c.torch.label} ({c.torch.kind})"

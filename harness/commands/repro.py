@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from harness import cellenv
 from harness.errors import UsageError
+from harness.matrix import cellenv
 
 DESCRIPTION = __doc__.split("\n", 2)[2] if __doc__ else ""
 
@@ -44,8 +44,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness import repro
     from harness.commands.file import report_json
+    from harness.protocol import repro
     from harness.report.diff import read_doc
 
     source = report_json(args.report)

@@ -6,8 +6,8 @@ import argparse
 import os
 import shutil
 
-from harness import cellenv, matrix
 from harness.errors import UsageError
+from harness.matrix import cellenv, cells
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,11 +51,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("nox is not installed: `pip install nox uv` (cells are nox sessions)")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    cells = matrix.select_cells(args.cells)
-    from harness.runner import run_matrix
+    chosen = cells.select_cells(args.cells)
+    from harness.matrix.runner import run_matrix
 
     outcomes = run_matrix(
-        cells, args.pytest_args, jobs=args.jobs, timeout=args.timeout, rerun=args.rerun
+        chosen, args.pytest_args, jobs=args.jobs, timeout=args.timeout, rerun=args.rerun
     )
     if not args.no_report:
         from harness.report import write_report

@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from harness import matrix
 from harness.errors import UsageError
+from harness.matrix import cells
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("dir", type=Path, help="folder to fill with wheels")
     parser.add_argument("cells", nargs="?", default="all", help="cells to cover (default: all)")
     parser.add_argument(
-        "--python-version", default=matrix.matrix_data()["python"], help="target Python, e.g. 3.12"
+        "--python-version", default=cells.matrix_data()["python"], help="target Python, e.g. 3.12"
     )
     parser.add_argument(
         "--platform",
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
         ) from exc
     if not os.access(target, os.W_OK):
         raise UsageError(f"{target} is not writable; choose a writable folder")
-    from harness.wheelhouse import build
+    from harness.matrix.wheelhouse import build
 
-    cells = matrix.select_cells(args.cells, args.torch)
-    errors = build(target, cells, args.python_version, args.platform, with_tools=not args.no_tools)
+    chosen = cells.select_cells(args.cells, args.torch)
+    errors = build(target, chosen, args.python_version, args.platform, with_tools=not args.no_tools)
     for line in errors:
         print(f"adapter-compat: could not download {line}")
     return 1 if errors else 0

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints.ip_adapter.targets import Target, unet_target_from_config
-from harness.checkpoints.ip_adapter.variants import VARIANTS, Dims, Encoder, release_shapes
+from harness.inputs.checkpoints.ip_adapter.targets import Target, unet_target_from_config
+from harness.inputs.checkpoints.ip_adapter.variants import VARIANTS, Dims, Encoder, release_shapes
 
 #: Training-key prefixes and where they go ("" = dropped).
 PREFIXES: dict[str, str] = {

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.drift.extract import summarize
-from harness.drift.model import CallRecord, ModuleSummary
-from harness.drift.world import (
+from harness.drift.resolver import (
     COMPANIONS,
     Callable,
     Cls,
@@ -43,7 +42,8 @@ from harness.drift.world import (
     iter_modules,
     render_signature,
 )
-from harness.versions import version_tuple
+from harness.drift.summaries import CallRecord, ModuleSummary
+from harness.protocol.versions import version_tuple
 
 #: ``is_<key>_version`` helper name -> distribution it tests.
 VERSION_HELPERS = {

@@ -1,4 +1,4 @@
-"""Phase 1: one source file -> one :class:`~harness.drift.model.ModuleSummary`.
+"""Phase 1: one source file -> one :class:`~harness.drift.summaries.ModuleSummary`.
 
 A single pass over the AST records
 
@@ -24,7 +24,7 @@ import builtins
 import re
 from collections.abc import Iterable
 
-from harness.drift.model import (
+from harness.drift.summaries import (
     KEYWORD_ONLY,
     POSITIONAL_ONLY,
     POSITIONAL_OR_KEYWORD,

@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.drift.world import COMPANIONS
+from harness.drift.resolver import COMPANIONS
 from harness.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.drift.model import ClassInfo, FuncInfo, Param
-from harness.drift.world import Cls, Func, World, iter_modules, locate, package_version
+from harness.drift.resolver import Cls, Func, World, iter_modules, locate, package_version
+from harness.drift.summaries import ClassInfo, FuncInfo, Param
 from harness.errors import UsageError
 
 SCHEMA = 1
@@ -227,7 +227,7 @@ def write_snapshot(snapshot: dict[str, Any], out_dir: str | os.PathLike[str] = A
 
 def committed_versions(api_dir: str | os.PathLike[str] = API_DIR) -> list[str]:
     """Versions with a committed snapshot, oldest first."""
-    from harness.versions import version_tuple
+    from harness.protocol.versions import version_tuple
 
     names = [p.name[:-5] for p in Path(api_dir).glob("*.json") if _VERSION_FILE.match(p.name)]
     return sorted(names, key=version_tuple)
@@ -247,7 +247,7 @@ def source_versions(
     src: str | os.PathLike[str], package: str = "diffusers"
 ) -> list[tuple[str, Path]]:
     """(version, directory) for every ``<src>/<version>/<package>/`` tree, oldest first."""
-    from harness.versions import version_tuple
+    from harness.protocol.versions import version_tuple
 
     root = Path(src)
     if not root.is_dir():

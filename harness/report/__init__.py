@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness import repro
 from harness.errors import UsageError
+from harness.protocol import repro
 from harness.report import trend
 from harness.report.diff import compare, load_baseline, previous_run
 from harness.report.drift import load_drift
+from harness.report.grid import ReportModel, build_model, load_model
 from harness.report.junit import render_junit
-from harness.report.model import ReportModel, build_model, load_model
 from harness.report.render_html import render_html
 from harness.report.render_json import render_json
 from harness.report.render_md import render_markdown
@@ -117,7 +117,7 @@ def _bisected(check_ids: set[str]) -> dict[str, str]:
     if not check_ids:
         return {}
     try:
-        from harness.bisect import known_first_bad
+        from harness.triage.bisect import known_first_bad
 
         return {k: v for k, v in known_first_bad().items() if k in check_ids}
     except Exception:  # noqa: BLE001 - a missing or broken cache must not stop a report
@@ -125,7 +125,7 @@ def _bisected(check_ids: set[str]) -> dict[str, str]:
 
 
 def build_repros(model: ReportModel) -> dict[tuple[str, str], repro.Repro]:
-    """A script for every non-passing result (see :mod:`harness.repro`)."""
+    """A script for every non-passing result (see :mod:`harness.protocol.repro`)."""
     from dataclasses import asdict
 
     found = {}
@@ -139,7 +139,7 @@ def build_repros(model: ReportModel) -> dict[tuple[str, str], repro.Repro]:
 def _archive_inputs(result_paths: list[str | os.PathLike[str]], out: Path) -> None:
     """Keep the raw records next to the report, so a later run can diff against them even
     after ``reports/results`` has been overwritten by the next matrix run."""
-    from harness.report.model import expand_inputs
+    from harness.report.grid import expand_inputs
 
     archive = out / "results"
     for path in expand_inputs(result_paths):

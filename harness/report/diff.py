@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.outcomes import Verdict
-from harness.report.model import FAILED_CELL_STATUSES, STATE_CELL_FAILED, ReportModel
+from harness.protocol.outcomes import Verdict
+from harness.report.grid import FAILED_CELL_STATUSES, STATE_CELL_FAILED, ReportModel
 
 #: Schemas of compat.json this module can read as a baseline.
 READABLE_SCHEMAS = (1, 2)

@@ -12,8 +12,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.outcomes import Verdict
-from harness.report.model import STATE_CELL_FAILED, Cell, ReportModel
+from harness.protocol.outcomes import Verdict
+from harness.report.grid import STATE_CELL_FAILED, Cell, ReportModel
 
 #: Characters XML 1.0 cannot carry (control characters other than tab / newline / CR).
 _INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

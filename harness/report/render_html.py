@@ -15,9 +15,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from harness import __version__
-from harness.outcomes import Verdict
+from harness.protocol.outcomes import Verdict
 from harness.report import trend
-from harness.report.model import (
+from harness.report.grid import (
     LEGEND,
     STATE_CELL_FAILED,
     STATE_MISSING,

@@ -89,7 +89,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.report.model import ReportModel
+from harness.report.grid import ReportModel
 
 SCHEMA = 2
 

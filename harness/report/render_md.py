@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import __version__
-from harness.outcomes import Verdict
+from harness.protocol.outcomes import Verdict
 from harness.report.diff import Change
-from harness.report.model import (
+from harness.report.grid import (
     LEGEND,
     STATE_MISSING,
     SYMBOLS,

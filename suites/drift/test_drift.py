@@ -30,10 +30,10 @@ import pytest
 
 from harness.drift.apidiff import apply_allowlist, diff_snapshots, load_allowlist
 from harness.drift.callsites import ScanResult, scan
+from harness.drift.resolver import COMPANIONS, find_in_dir, find_installed
 from harness.drift.snapshot import API_DIR, committed_versions, take_snapshot
-from harness.drift.world import COMPANIONS, find_in_dir, find_installed
-from harness.outcomes import Outcome
-from harness.versions import version_tuple
+from harness.protocol.outcomes import Outcome
+from harness.protocol.versions import version_tuple
 
 PATH_ENV = "ADAPTER_COMPAT_DRIFT_PATH"
 API_DIR_ENV = "ADAPTER_COMPAT_DRIFT_API_DIR"

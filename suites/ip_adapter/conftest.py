@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from suites.ip_adapter.support import IPAWorld
+from harness.scenarios.ip_adapter import IPAWorld
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import pytest
 
 from harness.byo import ip_adapter as byo
 from harness.byo import user_file
-from harness.checkpoints.ip_adapter.api import KWARG_SINCE, diffusers_version
-from harness.outcomes import Outcome
+from harness.drivers.ip_adapter import KWARG_SINCE, diffusers_version
+from harness.protocol.outcomes import Outcome
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from harness.checkpoints.ip_adapter import Encoder, save_release
-from harness.checkpoints.ip_adapter.api import denoiser
-from harness.checkpoints.ip_adapter.hub import Entry
-from harness.checkpoints.ip_adapter.training import build_training
 from harness.convert import ip_adapter as converter
-from harness.oracle import snapshot
-from harness.outcomes import Outcome
-from suites.ip_adapter.support import expect_variant, verify_loaded
+from harness.drivers.ip_adapter import denoiser
+from harness.inputs.checkpoints.ip_adapter import Encoder, save_release
+from harness.inputs.checkpoints.ip_adapter.hub import Entry
+from harness.inputs.checkpoints.ip_adapter.training import build_training
+from harness.oracles.compare import snapshot
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.ip_adapter import expect_variant, verify_loaded
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

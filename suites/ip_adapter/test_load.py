@@ -1,7 +1,7 @@
 """Loading IP-Adapters from a hub-like folder: every release variant lands where the
 numbering rules say, and the scale does what it promises.
 
-Oracles (harness.reference.ip_adapter): the IP layers of each attention processor equal
+Oracles (harness.oracles.ip_adapter): the IP layers of each attention processor equal
 the release tensors stored under that processor's id; every image_proj tensor is found by
 value in the loaded projection (block index preserved, nothing else in it); FaceID LoRA
 keys change each targeted linear by exactly ``up @ down``. Scale 0 must reproduce the
@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from harness.checkpoints.ip_adapter.api import denoiser, family
-from harness.checkpoints.ip_adapter.hub import ENTRIES
-from harness.oracle import outputs_close, snapshot
-from harness.outcomes import Outcome
-from suites.ip_adapter.support import expect_variant, verify_loaded
+from harness.drivers.ip_adapter import denoiser, family
+from harness.inputs.checkpoints.ip_adapter.hub import ENTRIES
+from harness.oracles.compare import outputs_close, snapshot
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.ip_adapter import expect_variant, verify_loaded
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from harness.checkpoints.ip_adapter.api import denoiser, require_kwarg
-from harness.checkpoints.ip_adapter.hub import ENTRIES
-from harness.oracle import diff_state, outputs_close, snapshot
-from harness.outcomes import Outcome
-from suites.ip_adapter.support import expect_variant, verify_loaded
+from harness.drivers.ip_adapter import denoiser, require_kwarg
+from harness.inputs.checkpoints.ip_adapter.hub import ENTRIES
+from harness.oracles.compare import diff_state, outputs_close, snapshot
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.ip_adapter import expect_variant, verify_loaded
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from harness.checkpoints.ip_adapter.api import denoiser, family
-from harness.oracle import outputs_close
-from harness.outcomes import Outcome
-from harness.reference.ip_adapter import expand_block_scales
-from suites.ip_adapter.support import verify_loaded
+from harness.drivers.ip_adapter import denoiser, family
+from harness.oracles.compare import outputs_close
+from harness.oracles.ip_adapter import expand_block_scales
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.ip_adapter import verify_loaded
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

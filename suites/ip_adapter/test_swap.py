@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from harness.checkpoints.ip_adapter.hub import ENTRIES
-from harness.oracle import outputs_close
-from harness.outcomes import Outcome
+from harness.inputs.checkpoints.ip_adapter.hub import ENTRIES
+from harness.oracles.compare import outputs_close
+from harness.protocol.outcomes import Outcome
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

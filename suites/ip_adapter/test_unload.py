@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from harness.checkpoints.ip_adapter.api import denoiser
-from harness.oracle import diff_state, outputs_close, snapshot
-from harness.outcomes import Outcome
-from harness.reference.ip_adapter import (
+from harness.drivers.ip_adapter import denoiser
+from harness.oracles.compare import diff_state, outputs_close, snapshot
+from harness.oracles.ip_adapter import (
     component_config_view,
     component_view,
     diff_views,
     processor_view,
 )
+from harness.protocol.outcomes import Outcome
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -36,7 +36,7 @@ BUDGETS: dict[str, tuple[int, int, int]] = {
 
 
 def machine_budget() -> Any:
-    from harness.lifecycle.machine import MachineBudget
+    from harness.scenarios.lifecycle.machine import MachineBudget
 
     profile = os.environ.get("HYPOTHESIS_PROFILE", "default")
     examples, steps, shrink = BUDGETS.get(profile, BUDGETS["default"])
@@ -51,13 +51,13 @@ def machine_budget() -> Any:
 def life_scene(zoo: Any) -> Callable[[str], Any]:
     """``life_scene(arch)`` -> Scene (layout + pristine weights); Unsupported where the
     pipeline class is absent in this version."""
-    from harness.reference.lora_driver import scene_cache
+    from harness.drivers.lora import scene_cache
 
     return scene_cache(zoo)
 
 
 @pytest.fixture(scope="session")
 def life_ipa(zoo: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from suites.ip_adapter.support import IPAWorld
+    from harness.scenarios.ip_adapter import IPAWorld
 
     return IPAWorld(zoo, tmp_path_factory.mktemp("lifecycle_ip_hub"))

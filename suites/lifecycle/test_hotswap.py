@@ -17,14 +17,20 @@ from typing import Any
 
 import pytest
 
-from harness import compiling
-from harness.classify import LibraryError
-from harness.lifecycle.machine import LoraBank, LoraSpec, mismatches, observe, patched_copy
-from harness.lifecycle.model import LifecycleModel
-from harness.lifecycle.semantics import has_hotswap
-from harness.models.run import run_step
-from harness.oracle import fingerprint_inputs, input_mutations, outputs_close
-from harness.outcomes import Outcome
+from harness.cell import compiling
+from harness.cell.classify import LibraryError
+from harness.drivers.lifecycle import has_hotswap
+from harness.inputs.models.run import run_step
+from harness.oracles.compare import fingerprint_inputs, input_mutations, outputs_close
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.lifecycle.machine import (
+    LoraBank,
+    LoraSpec,
+    mismatches,
+    observe,
+    patched_copy,
+)
+from harness.scenarios.lifecycle.model import LifecycleModel
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

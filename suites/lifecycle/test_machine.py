@@ -4,7 +4,7 @@
 and without ``enable_lora_hotswap``; set_adapters; fuse/unfuse; disable/enable; delete;
 unload; set_lora_device; save + reload). ``all`` adds IP-Adapter load / swap / unload
 (sd15, sdxl): kept apart so an IP-Adapter finding (seed 002) does not hide a LoRA one.
-See harness/lifecycle/ for the model, semantics and reproduction scripts.
+See harness/scenarios/lifecycle/ for the model, semantics and reproduction scripts.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from harness.lifecycle import repro
-from harness.lifecycle.machine import LoraBank, MachineContext, ip_entries, run_machine
-from harness.lifecycle.semantics import available_rules, load_activates
+from harness.drivers.lifecycle import available_rules, load_activates
+from harness.scenarios.lifecycle import scripts
+from harness.scenarios.lifecycle.machine import LoraBank, MachineContext, ip_entries, run_machine
 from suites.lifecycle.conftest import machine_budget
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -49,4 +49,4 @@ def test_state_machine(
         activates=load_activates(),
     )
     compat.detail(load_activates=ctx.activates)
-    run_machine(ctx, machine_budget(), repro.script)
+    run_machine(ctx, machine_budget(), scripts.script)

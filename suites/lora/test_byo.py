@@ -15,14 +15,14 @@ import pytest
 
 from harness.byo import user_file
 from harness.byo.lora import detect
-from harness.checkpoints.lora.layouts import DENOISER
-from harness.checkpoints.lora.manifests import load_layout
-from harness.models import PIPELINES, pipeline_exists
-from harness.oracle import fingerprint_inputs, input_mutations
-from harness.outcomes import Outcome
-from harness.reference.lora import parse
-from harness.reference.lora_detector import read_converted, unpack
-from harness.reference.lora_driver import accepts, judge_view
+from harness.drivers.lora import accepts, judge_view
+from harness.drivers.lora_detector import read_converted, unpack
+from harness.inputs.checkpoints.lora.layouts import DENOISER
+from harness.inputs.checkpoints.lora.manifests import load_layout
+from harness.inputs.models import PIPELINES, pipeline_exists
+from harness.oracles.compare import fingerprint_inputs, input_mutations
+from harness.oracles.lora import parse
+from harness.protocol.outcomes import Outcome
 
 
 @pytest.fixture

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import torch
 
-from harness.checkpoints.lora.cases import full_case, realise
-from harness.checkpoints.lora.formats import FORMATS
-from harness.classify import Finding
-from harness.outcomes import Outcome
-from harness.reference.lora import parse
-from harness.reference.lora_driver import (
+from harness.cell.classify import Finding
+from harness.drivers.lora import (
     control_lora_support,
     has_reset_to_overwritten_params,
     judge_load,
     read_params,
     reported,
 )
+from harness.inputs.checkpoints.lora.cases import full_case, realise
+from harness.inputs.checkpoints.lora.formats import FORMATS
+from harness.oracles.lora import parse
+from harness.protocol.outcomes import Outcome
 
 FMT = "control"
 EXPANDED = "x_embedder"

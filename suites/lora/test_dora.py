@@ -3,7 +3,7 @@
 DoRA (weight-decomposed LoRA) stores, next to each down/up pair, a per-output-row magnitude
 ``m``: PEFT / diffusers files as ``<module>.lora_magnitude_vector`` (shape ``(out,)``),
 kohya / LyCORIS files as ``<stem>.dora_scale`` (``(out, 1)``). A module then acts with
-``diag(m / ||W + s B A||_row) (W + s B A)`` (harness.reference.lora, from PEFT's definition).
+``diag(m / ||W + s B A||_row) (W + s B A)`` (harness.oracles.lora, from PEFT's definition).
 
 Per file (every Linear layer of the denoiser's blocks; text encoders are left out so the
 transformers-5 text-encoder failures of 0.38-0.40 do not mask the DoRA result):
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checkpoints.lora.cases import Case, full_case, realise
-from harness.checkpoints.lora.formats import FORMATS
-from harness.checkpoints.lora.layouts import DENOISER
-from harness.outcomes import Outcome
-from harness.reference.lora import parse
-from harness.reference.lora_driver import judge_dora
+from harness.drivers.lora import judge_dora
+from harness.inputs.checkpoints.lora.cases import Case, full_case, realise
+from harness.inputs.checkpoints.lora.formats import FORMATS
+from harness.inputs.checkpoints.lora.layouts import DENOISER
+from harness.oracles.lora import parse
+from harness.protocol.outcomes import Outcome
 
 ARCHES = ("sd15", "sdxl", "flux")
 #: The kind of a DoRA key, in the file's and in diffusers' spelling.

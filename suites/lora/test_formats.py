@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 from hypothesis import Phase, given, settings
 
-from harness.checkpoints.lora.cases import candidates, case_strategy, full_case, realise
-from harness.checkpoints.lora.formats import FORMATS
-from harness.classify import LibraryError
-from harness.oracle import fingerprint_inputs, input_mutations
-from harness.outcomes import Outcome
-from harness.reference.lora import parse
-from harness.reference.lora_driver import judge_load
+from harness.cell.classify import LibraryError
+from harness.drivers.lora import judge_load
+from harness.inputs.checkpoints.lora.cases import candidates, case_strategy, full_case, realise
+from harness.inputs.checkpoints.lora.formats import FORMATS
+from harness.oracles.compare import fingerprint_inputs, input_mutations
+from harness.oracles.lora import parse
+from harness.protocol.outcomes import Outcome
 
 ARCHES = ("sd15", "sdxl", "flux")
 #: DoRA / control / full-size-only formats have their own checks (test_dora, test_control,

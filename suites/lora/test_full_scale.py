@@ -24,15 +24,15 @@ import types
 
 import pytest
 
-from harness.checkpoints.lora.build import Built, Pick, build
-from harness.checkpoints.lora.formats import FORMATS, expressible
-from harness.checkpoints.lora.layouts import DENOISER
-from harness.checkpoints.lora.manifests import load_layout
-from harness.models import PIPELINES, pipeline_exists
-from harness.outcomes import Outcome
-from harness.reference.lora import parse
-from harness.reference.lora_detector import read_converted, unpack
-from harness.reference.lora_driver import accepts, judge_view
+from harness.drivers.lora import accepts, judge_view
+from harness.drivers.lora_detector import read_converted, unpack
+from harness.inputs.checkpoints.lora.build import Built, Pick, build
+from harness.inputs.checkpoints.lora.formats import FORMATS, expressible
+from harness.inputs.checkpoints.lora.layouts import DENOISER
+from harness.inputs.checkpoints.lora.manifests import load_layout
+from harness.inputs.models import PIPELINES, pipeline_exists
+from harness.oracles.lora import parse
+from harness.protocol.outcomes import Outcome
 
 ARCHES = ("sd15", "sdxl", "flux")
 CASES = [(arch, name) for name, fmt in FORMATS.items() for arch in ARCHES if fmt.supports(arch)]

@@ -5,7 +5,7 @@ end-to-end output against a pipeline patched by hand with the reference deltas.
 The adapter under test is a diffusers/PEFT-format LoRA on every targetable layer (the
 format every version loads natively), except where a check is *about* a format (the
 save round trip also runs a kohya file with alpha != rank). Oracles: the reference deltas
-(harness.reference.lora) and the pristine weights / output of the zoo pipeline.
+(harness.oracles.lora) and the pristine weights / output of the zoo pipeline.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.checkpoints.lora.cases import Case, full_case, realise
-from harness.checkpoints.lora.formats import FORMATS
-from harness.checkpoints.lora.layouts import DENOISER
-from harness.classify import Finding, LibraryError
-from harness.models.run import run_step
-from harness.oracle import outputs_close
-from harness.outcomes import Outcome
-from harness.reference.lora import allowance, combine, parse
-from harness.reference.lora_driver import (
+from harness.cell.classify import Finding, LibraryError
+from harness.drivers.lora import (
     accepts,
     adapter_list,
     has_low_cpu_mem_usage,
     judge_load,
     save_kwargs,
 )
+from harness.inputs.checkpoints.lora.cases import Case, full_case, realise
+from harness.inputs.checkpoints.lora.formats import FORMATS
+from harness.inputs.checkpoints.lora.layouts import DENOISER
+from harness.inputs.models.run import run_step
+from harness.oracles.compare import outputs_close
+from harness.oracles.lora import allowance, combine, parse
+from harness.protocol.outcomes import Outcome
 
 ARCHES = ("sd15", "sdxl", "flux")
 

@@ -1,26 +1,23 @@
 """Fixtures of the robustness suite.
 
-``robustness_paths`` (a sibling module, shared with the self-tests) holds the loader
-paths and the oracle; this file only provides the per-session scratch environment.
-Memory-risky cases (``memory_risky`` in ``harness.checkpoints.malformed``) run in a forked
-child under ``RLIMIT_AS`` (``robustness_paths.run_forked``), so a loader that believed a
+:mod:`harness.scenarios.robustness` (shared with the self-tests) holds the loader paths
+and the oracle; this file only provides the per-session scratch environment.
+Memory-risky cases (``memory_risky`` in ``harness.inputs.malformed``) run in a forked
+child under ``RLIMIT_AS`` (``harness.scenarios.robustness.run_forked``), so a loader that believed a
 header declaring terabytes could only take that child down, never the cell.
 """
 
 from __future__ import annotations
 
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # robustness_paths is a sibling module, not a package
-    sys.path.insert(0, str(HERE))
+from harness.scenarios import robustness as rp
 
-import robustness_paths as rp  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,11 @@ keeps a red cell's time bounded).
 """
 
 import pytest
-import robustness_paths as rp
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from harness.checkpoints import malformed as mf
+from harness.inputs import malformed as mf
+from harness.scenarios import robustness as rp
 
 #: Paths the generated families run through: one LoRA, one IP-Adapter, one plain reader.
 GENERATED_PATHS = ("lora", "ip-adapter", "state-dict")

@@ -8,7 +8,8 @@ file at all. A created marker is recorded as WRONG_RESULT with ``security: true`
 """
 
 import pytest
-import robustness_paths as rp
+
+from harness.scenarios import robustness as rp
 
 
 @pytest.mark.parametrize("variant", rp.PICKLE_VARIANTS)

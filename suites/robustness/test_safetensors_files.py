@@ -1,6 +1,6 @@
 """Damaged ``.safetensors`` files through every loader path that reads them.
 
-One check per (loader path, case of ``harness.checkpoints.malformed.FILE_CASES``). The
+One check per (loader path, case of ``harness.inputs.malformed.FILE_CASES``). The
 expected outcome comes from the harness's own reference reader: a file the format allows
 must load exactly (OK); any other must be refused with a clear error. A load that returns
 anyway is judged against the intact file (silent no-op / partial load / accepted as if
@@ -8,9 +8,9 @@ intact). Cases declaring huge sizes run in a forked child under RLIMIT_AS and re
 """
 
 import pytest
-import robustness_paths as rp
 
-from harness.checkpoints import malformed as mf
+from harness.inputs import malformed as mf
+from harness.scenarios import robustness as rp
 
 
 @pytest.mark.parametrize("case_id", mf.FILE_CASE_IDS)

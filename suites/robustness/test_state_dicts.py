@@ -1,6 +1,6 @@
 """Bad LoRA and IP-Adapter state dicts through ``load_lora_weights`` / ``load_ip_adapter``.
 
-Cases and their references live in ``harness.checkpoints.malformed`` (``LORA_CASES``,
+Cases and their references live in ``harness.inputs.malformed`` (``LORA_CASES``,
 ``IP_CASES``). The oracle observes every targeted UNet projection's effective weight from
 its own forward pass and compares it with ``W + scale * up @ down`` computed from the
 dict: every key has its effect or is reported (error, or a warning naming it); a load
@@ -9,9 +9,9 @@ CRASH whatever the input.
 """
 
 import pytest
-import robustness_paths as rp
 
-from harness.checkpoints import malformed as mf
+from harness.inputs import malformed as mf
+from harness.scenarios import robustness as rp
 
 
 @pytest.mark.parametrize("case_id", mf.LORA_CASE_IDS)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness.shared.world import SharedWorld
+from harness.scenarios.sharing.session import SharedWorld
 
 
 @pytest.fixture(scope="session")

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from harness.classify import Finding, LibraryError
-from harness.oracle import outputs_close
-from harness.outcomes import Outcome
-from harness.reference.lora_driver import accepts, judge_load
-from harness.shared.adapters import attention_lora
-from harness.shared.pairs import PAIRS, run_member
-from harness.shared.state import capture, changed_components, differences
+from harness.cell.classify import Finding, LibraryError
+from harness.drivers.lora import accepts, judge_load
+from harness.oracles.compare import outputs_close
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.sharing.adapters import attention_lora
+from harness.scenarios.sharing.pairs import PAIRS, run_member
+from harness.scenarios.sharing.state import capture, changed_components, differences
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -239,7 +239,7 @@ def test_ip_adapter_unload_shared(compat: Any, world: Any, name: str) -> None:
     p_a, p_b = world.pristine(compat, name)
     pair = world.pair(compat, name)
     ipa = world.ipa()
-    from harness.checkpoints.ip_adapter.api import require_ip_adapter
+    from harness.drivers.ip_adapter import require_ip_adapter
 
     require_ip_adapter(pair.a)
     ipa.load(compat, pair.a, entry)

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness import compiling
-from harness.oracle import outputs_close
-from harness.outcomes import Outcome
-from harness.shared.pairs import run_member
+from harness.cell import compiling
+from harness.oracles.compare import outputs_close
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.sharing.pairs import run_member
 from suites.shared.test_persist import judge_reloaded, save_and_reload
 
 pytestmark = [pytest.mark.compile, pytest.mark.filterwarnings("ignore")]
@@ -56,7 +56,7 @@ def test_compiled_save_reload(
 ) -> None:
     """Compiled shared text_encoder_2 in base and refiner; save both, reload, compare.
     The ``_orig_mod.`` wrapper question does not depend on the backend: the CPU default is
-    ``aot_eager`` (harness.compiling)."""
+    ``aot_eager`` (harness.cell.compiling)."""
     backend = compiling.backend_for(device)
     compat.detail(compile_backend=backend)
     missing = compiling.missing(backend)
@@ -108,7 +108,7 @@ def test_cache_artifacts(compat: Any, world: Any, tmp_path: Path, fresh_inductor
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.shared.compile_child", str(tmp_path)],
+        [sys.executable, "-m", "harness.scenarios.sharing.compile_child", str(tmp_path)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from harness.oracle import outputs_close
-from harness.outcomes import Outcome
-from harness.shared.pairs import PAIRS, run_member
-from harness.shared.persist import save_problems
-from harness.shared.state import storage_overlap
+from harness.oracles.compare import outputs_close
+from harness.protocol.outcomes import Outcome
+from harness.scenarios.sharing.pairs import PAIRS, run_member
+from harness.scenarios.sharing.persist import save_problems
+from harness.scenarios.sharing.state import storage_overlap
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.models import ENCODERS, PIPELINES
-from harness.models.run import encode_image, run_step
-from harness.models.specs import ENCODER_SPECS, PIPELINE_SPECS
-from harness.outcomes import Outcome
+from harness.inputs.models import ENCODERS, PIPELINES
+from harness.inputs.models.run import encode_image, run_step
+from harness.inputs.models.specs import ENCODER_SPECS, PIPELINE_SPECS
+from harness.protocol.outcomes import Outcome
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -1,0 +1,412 @@
+"""Drive LoRA loaders of a pipeline and observe the result, the same way in every version.
+
+The LoRA suites talk to diffusers only through this module, so each per-version API
+difference lives in one place (``API facts`` below), and every observation goes through the
+independent reference (:mod:`harness.oracles.lora`):
+
+* :class:`Scene` - one zoo architecture: its canonical layout and pristine weights;
+* :func:`judge_load` - turn "what the model now computes" into an outcome: OK, or
+  DROPPED_KEYS / WRONG_RESULT with the offending keys named;
+* version probes (``has_low_cpu_mem_usage``, ...) that make a missing API UNSUPPORTED.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.cell.classify import Finding, Unsupported
+from harness.inputs.checkpoints.lora.layouts import ARCH_COMPONENTS, ModelLayout, model_layout
+from harness.oracles.lora import (
+    Comparison,
+    Reference,
+    allowance,
+    base_weight,
+    compare,
+    effective_weight,
+)
+from harness.protocol.outcomes import Outcome
+
+#: Phrases by which a library warning reports that LoRA keys were not (all) used.
+REPORT_PHRASES = re.compile(
+    r"no lora keys|unexpected key|not found|ignor|unsupported|incompatible|not loaded|"
+    r"could not|couldn't|filter(ed)? out|were not used|not (be )?used|missing",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Scene:
+    """One zoo architecture, measured once: canonical layout and pristine weights."""
+
+    arch: str
+    zoo: Any
+    layout: ModelLayout = field(init=False)
+    classes: dict[str, str] = field(init=False)
+    base: dict[str, dict[str, torch.Tensor]] = field(init=False)
+    dtype: torch.dtype = field(init=False)
+
+    def __post_init__(self) -> None:
+        pipe = self.zoo.get(self.arch)
+        self.layout = model_layout(pipe, self.arch)
+        self.classes = {c: type(getattr(pipe, c)).__name__ for c in self.layout}
+        self.base = {
+            c: {n: base_weight(m) for n, m in self.modules(pipe, c).items()} for c in self.layout
+        }
+        self.dtype = self.zoo.dtype
+
+    def fresh(self) -> Any:
+        return self.zoo.get(self.arch)
+
+    def modules(self, pipe: Any, component: str) -> dict[str, torch.nn.Module]:
+        """Probe-able layers (Linear, 1x1 Conv) by canonical path."""
+        layout = self.layout[component]
+        comp = getattr(pipe, component)
+        return {
+            name: comp.get_submodule(layout.real_path(name))
+            for name, layer in layout.layers.items()
+            if layer.kernel in ((0, 0), (1, 1))
+        }
+
+    def observe(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
+        return {
+            c: {n: effective_weight(m) for n, m in self.modules(pipe, c).items()}
+            for c in self.layout
+        }
+
+    def stored(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
+        """The stored (base_layer) weights, e.g. after fuse_lora."""
+        return {
+            c: {n: base_weight(m) for n, m in self.modules(pipe, c).items()} for c in self.layout
+        }
+
+    def compare(
+        self,
+        observed: Mapping[str, Mapping[str, torch.Tensor]],
+        ref: Reference,
+        weight: float = 1.0,
+    ) -> dict[str, Comparison]:
+        out = {}
+        for component in self.layout:
+            cmp = compare(
+                observed[component], self.base[component], ref, component, self.dtype, weight
+            )
+            missing = [m for c, m in ref.terms if c == component and m not in observed[component]]
+            for name in missing:  # a reference module the model does not have: our bug
+                raise RuntimeError(f"reference targets {component}.{name}, which the model lacks")
+            out[component] = cmp
+        return out
+
+    def restore_diff(self, pipe: Any) -> dict[str, float]:
+        """Modules whose effective weight differs from pristine: exactly for plain layers
+        (read directly), within probe rounding for layers still wrapped by an adapter."""
+        changed: dict[str, float] = {}
+        for component in self.layout:
+            for name, module in self.modules(pipe, component).items():
+                w = effective_weight(module)
+                b = self.base[component][name]
+                if module is getattr(module, "base_layer", module):
+                    same = torch.equal(w, b)
+                else:
+                    same = float((w - b).abs().max()) <= allowance(
+                        torch.zeros(()), b, self.dtype, self.dtype
+                    )
+                if not same:
+                    changed[f"{component}.{name}"] = float((w - b).abs().max())
+        return changed
+
+    def fuse_kwargs(self, pipe: Any) -> dict[str, Any]:
+        """Fuse every component: ``components=`` from 0.30 (Flux's default is the
+        transformer only), ``fuse_unet`` / ``fuse_text_encoder`` (default True) before."""
+        if accepts(pipe.fuse_lora, "components"):
+            return {"components": list(self.layout)}
+        return {}
+
+
+def scene_cache(zoo: Any) -> Callable[[str], Scene]:
+    """``get(arch)`` -> the session's Scene for ``arch`` (built once); raises Unsupported
+    (grey) where the pipeline class is absent in this version (Flux before 0.30)."""
+    cache: dict[str, Scene] = {}
+    failures: dict[str, str] = {}
+
+    def get(arch: str) -> Scene:
+        if arch in failures:  # a fresh exception each time: re-raising one grows its traceback
+            raise Unsupported(failures[arch])
+        if arch not in cache:
+            try:
+                cache[arch] = Scene(arch, zoo)
+            except Unsupported as exc:
+                failures[arch] = str(exc)
+                raise
+        return cache[arch]
+
+    return get
+
+
+def components_of(arch: str) -> tuple[str, ...]:
+    return ARCH_COMPONENTS[arch]
+
+
+def reported(messages: Iterable[str], names: Iterable[str], scope: Iterable[str] = ()) -> list[str]:
+    """Library messages that report the given keys/modules: they name one of ``names``, or
+    they say generically that LoRA keys went unused *and* name one of ``scope`` (the
+    component, e.g. ``'transformer'`` or ``FluxTransformer2DModel``)."""
+    names = [n for n in names if n]
+    scopes = [re.compile(rf"(?<![\w.]){re.escape(s)}(?![\w])") for s in scope]
+    out = []
+    for msg in messages:
+        if any(n in msg for n in names):
+            out.append(msg)
+        elif scopes and REPORT_PHRASES.search(msg) and any(p.search(msg) for p in scopes):
+            out.append(msg)
+    return out
+
+
+def _short(name: str) -> list[str]:
+    """Ways a message may name a module: its path, or its last two components."""
+    return [name, ".".join(name.split(".")[-2:])]
+
+
+def judge_load(
+    ref: Reference,
+    comparisons: Mapping[str, Comparison],
+    messages: list[str],
+    stray_keys: list[str],
+    compat: Any = None,
+    classes: Mapping[str, str] | None = None,
+) -> str:
+    """Classify a load that raised nothing. Returns "OK" or "OK-reported" (keys without
+    effect, but a library warning said so); raises a Finding for DROPPED_KEYS (no effect,
+    no warning) and WRONG_RESULT (an effect the reference does not predict).
+
+    A warning counts for a component's dropped keys when it names one of them, or says
+    generically that keys went unused for that component (``prefix='unet'`` / its class).
+    Stray (unknown) keys must be named, unless nothing at all was loaded and that was
+    reported."""
+    classes = classes or {}
+    wrong = {f"{c}.{m}": e for c, cmp in comparisons.items() for m, e in cmp.wrong.items()}
+    unexpected = {
+        f"{c}.{m}": e for c, cmp in comparisons.items() for m, e in cmp.unexpected.items()
+    }
+    if compat is not None:
+        compat.detail(
+            modules_matched=sum(len(c.matched) for c in comparisons.values()),
+            worst_abs_error=max((c.worst for c in comparisons.values()), default=0.0),
+        )
+    if wrong or unexpected:
+        parts = []
+        if wrong:
+            parts.append("wrong delta on " + ", ".join(sorted(wrong)[:6]))
+        if unexpected:
+            parts.append("changed without a key: " + ", ".join(sorted(unexpected)[:6]))
+        if compat is not None:
+            compat.detail(
+                wrong=dict(list(wrong.items())[:20]), unexpected=dict(list(unexpected.items())[:20])
+            )
+        raise Finding(Outcome.WRONG_RESULT, "; ".join(parts))
+    status = "OK"
+    silent: list[str] = []
+    for component, cmp in comparisons.items():
+        if not cmp.dropped:
+            continue
+        keys = sorted({k for m in cmp.dropped for k in ref.keys_for(component, m)})
+        names = [n for m in cmp.dropped for n in _short(m)] + keys
+        scope = [f"'{component}'", classes.get(component, component)]
+        if reported(messages, names, scope):
+            status = "OK-reported"
+        else:
+            silent += keys
+    if silent:
+        if compat is not None:
+            compat.detail(dropped_keys=silent[:40])
+        raise Finding(
+            Outcome.DROPPED_KEYS,
+            f"{len(silent)} key(s) had no effect and no warning: " + ", ".join(silent[:6]),
+        )
+    if stray_keys:
+        nothing_loaded = all(not cmp.matched for cmp in comparisons.values())
+        tokens = sorted({tok for k in stray_keys for tok in re.findall(r"bogus\d+", k)})
+        if not reported(messages, tokens + stray_keys) and not (
+            nothing_loaded and status == "OK-reported"
+        ):
+            if compat is not None:
+                compat.detail(dropped_keys=stray_keys)
+            raise Finding(
+                Outcome.DROPPED_KEYS,
+                "unknown key(s) were silently ignored: " + ", ".join(stray_keys[:6]),
+            )
+        status = "OK-reported"
+    return status
+
+
+def judge_view(
+    compat: Any,
+    ref: Reference,
+    converted: Any,
+    denoiser: str,
+    passthrough: bool,
+    msgs: list[str],
+    strict_extra: bool = True,
+    scope: Iterable[str] = (),
+) -> None:
+    """Findings from the detector view: WRONG_RESULT for a wrong delta or a module the file
+    does not target, DROPPED_KEYS for a targeted module that never reaches the model
+    without a warning naming it (or, with ``scope``, saying generically that no LoRA keys
+    reached that component: a real load's words, see test_full_scale)."""
+    from harness.drivers.lora_detector import compare_view
+
+    view = compare_view(ref, converted, denoiser, passthrough)
+    compat.detail(modules_expected=view.expected, modules_converted=view.converted)
+    extra = view.extra if strict_extra else []
+    if view.extra:
+        compat.detail(extra=[f"{c}.{m}" for c, m in view.extra[:20]])
+    if view.wrong or extra:
+        compat.detail(wrong=dict(list(view.wrong.items())[:20]))
+        parts = [f"wrong delta on {', '.join(list(view.wrong)[:5])}"] if view.wrong else []
+        if extra:
+            parts.append(
+                "converted to modules the file does not target: "
+                + ", ".join(f"{c}.{m}" for c, m in extra[:5])
+            )
+        compat.finding(Outcome.WRONG_RESULT, "; ".join(parts))
+    if view.dropped_extra:
+        compat.detail(dropped_extra=view.dropped_extra[:20])
+        tokens = [t for t in EXTRA_TOKENS if any(t in k for k in view.dropped_extra)]
+        if not reported(msgs, view.dropped_extra + tokens):
+            compat.finding(
+                Outcome.DROPPED_KEYS,
+                f"{len(view.dropped_extra)} DoRA magnitude / norm key(s) never reach the "
+                "model, no warning: " + ", ".join(view.dropped_extra[:4]),
+            )
+    if view.missing:
+        keys = sorted({k for c, m in view.missing for k in ref.keys_for(c, m)})
+        compat.detail(dropped_keys=keys[:40], missing=[f"{c}.{m}" for c, m in view.missing[:20]])
+        if not reported(msgs, keys + [m for _, m in view.missing], scope):
+            compat.finding(
+                Outcome.DROPPED_KEYS,
+                f"{len(view.missing)} module(s) never reach the model, no warning: "
+                + ", ".join(f"{c}.{m}" for c, m in view.missing[:5]),
+            )
+
+
+#: How a warning may name a whole family of extra keys ("filter out the keys associated to
+#: 'dora_scale'"): a message naming the key kind reports every key of that kind.
+EXTRA_TOKENS = ("dora_scale", "lora_magnitude_vector", "query_norm", "key_norm", "norm_q", "norm_k")
+
+
+def judge_dora(
+    scene: Scene,
+    ref: Reference,
+    observed: Mapping[str, Mapping[str, torch.Tensor]],
+    messages: list[str],
+    compat: Any = None,
+) -> str:
+    """A DoRA load: OK when every module acts with the DoRA weight. When the modules act
+    as the *plain* LoRA instead, the magnitudes had no effect: "OK-reported" if a warning
+    said so (diffusers filters ``dora_scale`` keys with one), else SILENT_NOOP. Anything
+    else is judged like any load against the DoRA reference."""
+    comparisons = scene.compare(observed, ref)
+    if all(c.ok for c in comparisons.values()):
+        return judge_load(ref, comparisons, messages, [], compat, scene.classes)
+    plain = scene.compare(observed, ref.plain())
+    if ref.magnitudes and all(c.ok for c in plain.values()):
+        keys = sorted(set(ref.magnitude_keys.values()))
+        tokens = [t for t in EXTRA_TOKENS[:2] if any(t in k for k in keys)]
+        if compat is not None:
+            compat.detail(magnitudes_ignored=len(keys), magnitude_keys=keys[:10])
+        said = reported(messages, keys + tokens + ["DoRA"])
+        if said:
+            if compat is not None:
+                compat.detail(report=said[0][:300])
+            return "OK-reported"
+        raise Finding(
+            Outcome.SILENT_NOOP,
+            f"the {len(keys)} DoRA magnitude(s) had no effect (the plain LoRA was applied), "
+            "no warning: " + ", ".join(keys[:4]),
+        )
+    return judge_load(ref, comparisons, messages, [], compat, scene.classes)
+
+
+# --------------------------------------------------------------------------- API facts
+def control_lora_support(pipe_cls: Any) -> bool:
+    """Flux Control LoRAs (widened ``x_embedder`` + norm scales) load from 0.32:
+    ``FluxLoraLoaderMixin._maybe_expand_transformer_param_shape_or_error_`` and
+    ``_control_lora_supported_norm_keys``. Before, ``load_lora_weights`` exists but knows
+    neither (a refusal is then the honest answer, a silent drop a finding)."""
+    return hasattr(pipe_cls, "_maybe_expand_transformer_param_shape_or_error_") and hasattr(
+        pipe_cls, "_control_lora_supported_norm_keys"
+    )
+
+
+def has_reset_to_overwritten_params(pipe: Any) -> bool:
+    """``unload_lora_weights(reset_to_overwritten_params=...)`` (Flux, with control LoRAs)."""
+    return accepts(pipe.unload_lora_weights, "reset_to_overwritten_params")
+
+
+# --------------------------------------------------------------------------- observing extras
+def read_params(pipe: Any, component: str, paths: Iterable[str]) -> dict[str, torch.Tensor | None]:
+    """Current values of full parameters (e.g. norm scales) by path; None if absent."""
+    module = getattr(pipe, component)
+    params = dict(module.named_parameters())
+    return {
+        p: (params[p].detach().to("cpu", torch.float64) if p in params else None) for p in paths
+    }
+
+
+def has_low_cpu_mem_usage() -> bool:
+    """LoRA loading honours ``low_cpu_mem_usage`` from 0.31 (``_LOW_CPU_MEM_USAGE_DEFAULT_LORA``);
+    before, the keyword is swallowed by ``**kwargs`` and ignored."""
+    import diffusers.loaders as loaders
+
+    for name in ("lora_pipeline", "lora_base", "lora"):
+        module = getattr(loaders, name, None)
+        if module is None:
+            try:
+                module = __import__(f"diffusers.loaders.{name}", fromlist=["x"])
+            except ImportError:
+                continue
+        if hasattr(module, "_LOW_CPU_MEM_USAGE_DEFAULT_LORA"):
+            return True
+    return False
+
+
+def save_kwargs(arch: str, pipe: Any, adapter_name: str) -> dict[str, Any]:
+    """``save_lora_weights`` keywords (``<component>_lora_layers``) from the loaded adapter."""
+    from peft.utils import get_peft_model_state_dict
+
+    out: dict[str, Any] = {}
+    for component in ARCH_COMPONENTS[arch]:
+        module = getattr(pipe, component, None)
+        if module is None or not getattr(module, "peft_config", None):
+            continue
+        if adapter_name not in module.peft_config:
+            continue
+        out[f"{component}_lora_layers"] = get_peft_model_state_dict(
+            module, adapter_name=adapter_name
+        )
+    return out
+
+
+def accepts(fn: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def adapter_list(pipe: Any) -> dict[str, list[str]] | None:
+    getter = getattr(pipe, "get_list_adapters", None)
+    return getter() if getter is not None else None
+
+
+def pipe_dtype_of(arch: str, pipe: Any) -> torch.dtype:
+    return next(getattr(pipe, ARCH_COMPONENTS[arch][0]).parameters()).dtype
+
+
+def layout_of_pipe(pipe: Any, arch: str) -> ModelLayout:
+    return model_layout(pipe, arch)

@@ -1,0 +1,497 @@
+"""LoRA file formats as data: how each names a group's down / up / alpha tensors.
+
+A format answers three questions, and nothing else:
+
+* which *groups* it can express for an architecture (``expressible``): fused BFL groups for
+  the Flux-native formats, one module per group for the others, restricted to the modules
+  the format's trainers target (e.g. XLabs only trains double-block attention);
+* the *stem* of a group (``stem``): the key prefix before ``.lora_down.weight`` & co;
+* the key *grammar* (``pattern``) used to recognise a user's file.
+
+The writer (``harness.inputs.checkpoints.lora.build``) and the reference
+(``harness.oracles.lora``) both read these tables; neither calls diffusers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.inputs.checkpoints.lora.layouts import (
+    ARCH_COMPONENTS,
+    ComponentLayout,
+    Group,
+    ModelLayout,
+    flux_groups,
+    flux_norms,
+    module_groups,
+    sgm_unet_map,
+    to_sgm,
+)
+
+
+@dataclass(frozen=True)
+class Suffixes:
+    down: str
+    up: str
+    alpha: str | None
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.down, self.up, self.alpha) if s)
+
+
+KOHYA_SUFFIXES = Suffixes(".lora_down.weight", ".lora_up.weight", ".alpha")
+PEFT_SUFFIXES = Suffixes(".lora_A.weight", ".lora_B.weight", ".alpha")
+XLABS_SUFFIXES = Suffixes(".down.weight", ".up.weight", None)
+
+#: What kohya-style trainers target: attention-block layers of the UNet, CLIP attn/MLP.
+_UNET_TARGET = re.compile(
+    r"attentions\.\d+\.(proj_in|proj_out|transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2)))$"
+)
+_TE_TARGET = re.compile(
+    r"encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.(fc1|fc2))$"
+)
+#: Attention layers only (the ``lora_transformer_`` "mixture" converter names nothing else
+#: inside a block).
+_FLUX_ATTN = re.compile(
+    r"attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$"
+)
+#: XLabs trains the double-stream attention only: qkv_lora1/2, proj_lora1/2.
+_XLABS_NAMES = {
+    "img_attn.qkv": "qkv_lora1",
+    "txt_attn.qkv": "qkv_lora2",
+    "img_attn.proj": "proj_lora1",
+    "txt_attn.proj": "proj_lora2",
+}
+
+
+def _us(path: str) -> str:
+    return path.replace(".", "_")
+
+
+StemFn = Callable[[str, Group, ModelLayout], "str | None"]
+
+
+@dataclass(frozen=True)
+class LoraFormat:
+    """One LoRA key layout. ``native_fused``: groups are stored fused (BFL names); otherwise
+    every part of a group gets its own pair. ``alpha``: the format may carry alpha keys."""
+
+    name: str
+    arches: tuple[str, ...]
+    suffixes: Suffixes
+    native_fused: bool
+    alpha: bool
+    stem: StemFn
+    pattern: re.Pattern[str]
+    description: str
+    part_filter: Callable[[str, str, str], bool] = lambda arch, component, path: True
+    #: DoRA: suffix of the per-output-row magnitude key (``None``: not a DoRA format) and
+    #: its stored shape: ``row`` = ``(out,)`` (PEFT), ``column`` = ``(out, 1)`` (LyCORIS /
+    #: kohya ``dora_scale``, ``wd_on_out``).
+    magnitude: str | None = None
+    magnitude_shape: str = "row"
+    #: Layers whose LoRA down matrix is wider than the model's layer, by diffusers path ->
+    #: factor (Flux Control: ``x_embedder`` takes the control latents too, 64 -> 128).
+    expand_in: tuple[tuple[str, int], ...] = ()
+    #: Full (non-LoRA) weights the file carries: file key -> (component, parameter path,
+    #: width), e.g. Flux Control's RMSNorm scales.
+    norms: Callable[[str, ModelLayout], dict[str, tuple[str, str, int]]] | None = None
+    #: Only loadable at the real model size: the library's converter hard-codes Flux-dev's
+    #: 19 + 38 blocks and pops every key (tiny models: covered at full scale instead).
+    full_only: bool = False
+
+    def supports(self, arch: str) -> bool:
+        return arch in self.arches
+
+    @property
+    def extension(self) -> bool:
+        """A format with more than down/up/alpha (DoRA, control, full-size-only): checked
+        by its own modules (test_dora / test_control / full scale), not the generic draws."""
+        return bool(self.magnitude or self.norms or self.expand_in or self.full_only)
+
+    def widen(self, path: str) -> int:
+        return dict(self.expand_in).get(path, 1)
+
+
+# --------------------------------------------------------------------------- stems
+def _peft_stem(prefix: str = "", with_component: bool = True) -> StemFn:
+    def stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+        path = group.parts[0]
+        if with_component:
+            return f"{prefix}{group.component}.{path}"
+        return f"{prefix}{path}" if group.component == _denoiser(arch) else None
+
+    return stem
+
+
+def _denoiser(arch: str) -> str:
+    return ARCH_COMPONENTS[arch][0]
+
+
+_TE_KOHYA = {"text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}
+_TE_KOHYA_XL = {"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+
+
+def _kohya_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    if group.component in ("text_encoder", "text_encoder_2"):
+        table = _TE_KOHYA if arch == "sd15" else _TE_KOHYA_XL
+        return table[group.component] + _us(group.parts[0])
+    if arch == "flux":
+        return "lora_unet_" + _us(group.native)
+    if arch == "sdxl":
+        sgm = to_sgm(group.parts[0], sgm_unet_map(layout["unet"]))
+        return None if sgm is None else "lora_unet_" + _us(sgm)
+    return "lora_unet_" + _us(group.parts[0])
+
+
+def _comfy_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    if group.component == "text_encoder":
+        return "text_encoders.clip_l.transformer." + group.parts[0]
+    if group.component == "transformer":
+        return "diffusion_model." + group.native
+    return None
+
+
+def _mixture_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    if group.component == "text_encoder":
+        return "lora_te1_" + _us(group.parts[0])
+    return "lora_transformer_" + _us(group.parts[0])
+
+
+def _xlabs_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    if group.component != "transformer" or not group.native.startswith("double_blocks."):
+        return None
+    _, idx, rest = group.native.split(".", 2)
+    name = _XLABS_NAMES.get(rest)
+    return None if name is None else f"double_blocks.{idx}.processor.{name}"
+
+
+def _control_bfl_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    return group.native if group.component == "transformer" else None
+
+
+def _fal_kontext_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    if group.component != "transformer" or not group.native.startswith(_FAL_KONTEXT_NATIVE):
+        return None
+    return "base_model.model." + group.native
+
+
+def _denoiser_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    """``transformer.<module>``: the diffusers layout of a denoiser-only adapter."""
+    return f"transformer.{group.parts[0]}" if group.component == "transformer" else None
+
+
+#: What the fal-kontext converter reads: the blocks and ``final_layer.linear`` (nothing
+#: else outside the blocks).
+_FAL_KONTEXT_NATIVE = ("double_blocks.", "single_blocks.", "final_layer.linear")
+
+#: Flux Control LoRAs widen the image input (control latents concatenated): 64 -> 128.
+_CONTROL_EXPAND = (("x_embedder", 2),)
+
+
+def _control_norms(arch: str, layout: ModelLayout) -> dict[str, tuple[str, str, int]]:
+    """diffusers layout: ``transformer.<block>.attn.norm_q.weight`` & co."""
+    return {
+        f"transformer.{path}": ("transformer", path, width)
+        for _, path, width in flux_norms(layout["transformer"])
+    }
+
+
+def _control_bfl_norms(arch: str, layout: ModelLayout) -> dict[str, tuple[str, str, int]]:
+    """BFL layout: ``double_blocks.N.img_attn.norm.query_norm.scale`` & co."""
+    return {
+        bfl: ("transformer", path, width) for bfl, path, width in flux_norms(layout["transformer"])
+    }
+
+
+def _sd_part_filter(arch: str, component: str, path: str) -> bool:
+    if component.startswith("text_encoder"):
+        return bool(_TE_TARGET.search(path))
+    if component == "unet":
+        return bool(_UNET_TARGET.search(path))
+    return True
+
+
+def _flux_part_filter(arch: str, component: str, path: str) -> bool:
+    if component == "text_encoder":
+        return bool(_TE_TARGET.search(path))
+    return True
+
+
+def _default_filter(arch: str, component: str, path: str) -> bool:
+    return (_flux_part_filter if arch == "flux" else _sd_part_filter)(arch, component, path)
+
+
+def _denoiser_filter(arch: str, component: str, path: str) -> bool:
+    return component == _denoiser(arch) and _default_filter(arch, component, path)
+
+
+def _mixture_filter(arch: str, component: str, path: str) -> bool:
+    if component == "text_encoder":
+        return bool(_TE_TARGET.search(path))
+    if "blocks." in path:
+        return bool(_FLUX_ATTN.search(path))
+    return True
+
+
+# --------------------------------------------------------------------------- the table
+FORMATS: dict[str, LoraFormat] = {
+    f.name: f
+    for f in (
+        LoraFormat(
+            "peft",
+            ("sd15", "sdxl", "flux"),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=False,
+            stem=_peft_stem(),
+            pattern=re.compile(
+                r"^(unet|transformer|text_encoder|text_encoder_2)\..+\.lora_[AB]\.weight$"
+            ),
+            description="diffusers/PEFT: `<component>.<module>.lora_A/B.weight`",
+            part_filter=_default_filter,
+        ),
+        LoraFormat(
+            "peft_alpha",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=True,
+            stem=_peft_stem(),
+            pattern=re.compile(r"^(transformer|text_encoder)\..+\.(lora_[AB]\.weight|alpha)$"),
+            description="diffusers/PEFT names plus `<module>.alpha` scalars (e.g. TheLastBen Flux LoRAs)",
+            part_filter=_default_filter,
+        ),
+        LoraFormat(
+            "peft_bare",
+            ("sd15", "sdxl", "flux"),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=False,
+            stem=_peft_stem(with_component=False),
+            pattern=re.compile(
+                r"^(?!unet\.|transformer\.|text_encoder|base_model\.)[a-z_]+\.\d.*\.lora_[AB]\.weight$"
+            ),
+            description="PEFT names without a component prefix (a denoiser-only adapter)",
+            part_filter=_default_filter,
+        ),
+        LoraFormat(
+            "peft_base_model",
+            ("sd15", "sdxl", "flux"),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=False,
+            stem=_peft_stem("base_model.model.", with_component=False),
+            pattern=re.compile(
+                r"^base_model\.model\.(?!double_blocks|single_blocks).+\.lora_[AB]\.weight$"
+            ),
+            description="peft `PeftModel.save_pretrained` layout: `base_model.model.<module>`",
+            part_filter=_default_filter,
+        ),
+        LoraFormat(
+            "kohya",
+            ("sd15", "sdxl", "flux"),
+            KOHYA_SUFFIXES,
+            native_fused=True,
+            alpha=True,
+            stem=_kohya_stem,
+            pattern=re.compile(
+                r"^lora_(unet|te|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$"
+            ),
+            description="kohya sd-scripts: `lora_unet_*` (SDXL: SGM block names; Flux: BFL names, fused qkv/linear1), `lora_te*_`",
+            part_filter=_default_filter,
+        ),
+        LoraFormat(
+            "comfy",
+            ("flux",),
+            KOHYA_SUFFIXES,
+            native_fused=True,
+            alpha=True,
+            stem=_comfy_stem,
+            pattern=re.compile(
+                r"^(diffusion_model|text_encoders\.clip_l\.transformer)\..+\.(lora_down\.weight|lora_up\.weight|alpha)$"
+            ),
+            description="ComfyUI: `diffusion_model.<BFL name>.lora_down/up.weight`, `.alpha`",
+            part_filter=_flux_part_filter,
+        ),
+        LoraFormat(
+            "mixture",
+            ("flux",),
+            KOHYA_SUFFIXES,
+            native_fused=False,
+            alpha=True,
+            stem=_mixture_stem,
+            pattern=re.compile(
+                r"^lora_(transformer|te1)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$"
+            ),
+            description="`lora_transformer_<diffusers module with _>` (kohya-style keys, diffusers names)",
+            part_filter=_mixture_filter,
+        ),
+        LoraFormat(
+            "xlabs",
+            ("flux",),
+            XLABS_SUFFIXES,
+            native_fused=True,
+            alpha=False,
+            stem=_xlabs_stem,
+            pattern=re.compile(
+                r"^(diffusion_model\.)?double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]\.(down|up)\.weight$"
+            ),
+            description="XLabs: `double_blocks.N.processor.qkv_lora1.down.weight` (no alpha)",
+        ),
+        # ------------------------------------------------------------- extensions
+        LoraFormat(
+            "peft_dora",
+            ("sd15", "sdxl", "flux"),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=False,
+            stem=_peft_stem(),
+            pattern=re.compile(
+                r"^(unet|transformer|text_encoder|text_encoder_2)\..+\.(lora_[AB]\.weight|lora_magnitude_vector)$"
+            ),
+            description="diffusers/PEFT DoRA: PEFT names plus `<module>.lora_magnitude_vector` (out,)",
+            part_filter=_default_filter,
+            magnitude=".lora_magnitude_vector",
+        ),
+        LoraFormat(
+            "kohya_dora",
+            ("sd15", "sdxl", "flux"),
+            KOHYA_SUFFIXES,
+            native_fused=True,
+            alpha=True,
+            stem=_kohya_stem,
+            pattern=re.compile(
+                r"^lora_(unet|te|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha|dora_scale)$"
+            ),
+            description="kohya / LyCORIS DoRA: kohya names plus `<stem>.dora_scale` (out, 1)",
+            part_filter=_default_filter,
+            magnitude=".dora_scale",
+            magnitude_shape="column",
+        ),
+        LoraFormat(
+            "control",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=False,
+            alpha=False,
+            stem=_denoiser_stem,
+            pattern=re.compile(
+                r"^transformer\..+\.(lora_[AB]\.weight|norm_(added_)?[qk]\.weight)$"
+            ),
+            description="Flux Control LoRA, diffusers layout (`train_control_lora_flux.py`): "
+            "`transformer.<module>.lora_A/B`, `x_embedder` down 2x wide, `attn.norm_q/k.weight`",
+            part_filter=_denoiser_filter,
+            expand_in=_CONTROL_EXPAND,
+            norms=_control_norms,
+        ),
+        LoraFormat(
+            "control_bfl",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=True,
+            alpha=False,
+            stem=_control_bfl_stem,
+            pattern=re.compile(
+                r"^(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\.(.+\.)?(lora_[AB]\.weight|(query|key)_norm\.scale)$"
+            ),
+            description="BFL Flux Control LoRA (Canny/Depth): BFL names with `lora_A/B`, "
+            "`img_in` down 2x wide, `*.norm.query_norm/key_norm.scale`",
+            part_filter=_denoiser_filter,
+            expand_in=_CONTROL_EXPAND,
+            norms=_control_bfl_norms,
+            full_only=True,
+        ),
+        LoraFormat(
+            "fal_kontext",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=True,
+            alpha=False,
+            stem=_fal_kontext_stem,
+            pattern=re.compile(
+                r"^base_model\.model\.(double_blocks|single_blocks|final_layer)\..+\.lora_[AB]\.weight$"
+            ),
+            description="fal Kontext trainer: `base_model.model.<BFL name>.lora_A/B.weight`",
+            part_filter=_denoiser_filter,
+            full_only=True,
+        ),
+    )
+}
+
+
+def get_format(name: str) -> LoraFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise KeyError(f"unknown LoRA format {name!r}; known: {', '.join(FORMATS)}") from None
+
+
+# --------------------------------------------------------------------------- groups
+def native_groups(arch: str, layout: ModelLayout) -> list[Group]:
+    """All groups of a model in its family's native grouping (BFL fused for Flux)."""
+    groups: list[Group] = []
+    for component, comp_layout in layout.items():
+        if arch == "flux" and component == "transformer":
+            groups += flux_groups(comp_layout)
+        else:
+            groups += module_groups(component, comp_layout, comp_layout.layers)
+    return groups
+
+
+def split_group(group: Group, parts: tuple[str, ...] | None = None) -> list[Group]:
+    """One single-part group per (selected) part of a fused group."""
+    out = []
+    for part, width in zip(group.parts, group.widths, strict=True):
+        if parts is not None and part not in parts:
+            continue
+        out.append(Group(group.component, part, (part,), (width,), group.in_features, group.kernel))
+    return out
+
+
+def expressible(
+    fmt: LoraFormat, arch: str, layout: ModelLayout
+) -> list[tuple[Group, tuple[str, ...]]]:
+    """(native group, parts this format can carry) for every group the format can express."""
+    out = []
+    for group in native_groups(arch, layout):
+        if fmt.magnitude and group.kernel != (0, 0):
+            continue  # DoRA: Linear layers only (see LoraFormat.magnitude)
+        parts = tuple(p for p in group.parts if fmt.part_filter(arch, group.component, p))
+        if not parts:
+            continue
+        if fmt.native_fused:
+            if fmt.stem(arch, group, layout) is None:
+                continue
+        else:
+            parts = tuple(
+                p.parts[0]
+                for p in split_group(group, parts)
+                if fmt.stem(arch, p, layout) is not None
+            )
+            if not parts:
+                continue
+        out.append((group, parts))
+    return out
+
+
+def stems_of(fmt: LoraFormat, arch: str, layout: ModelLayout) -> dict[str, Group]:
+    """Stem -> the group a pair under that stem stores (the inverse of the writer's naming)."""
+    table: dict[str, Group] = {}
+    for group, parts in expressible(fmt, arch, layout):
+        if fmt.native_fused:
+            stem = fmt.stem(arch, group, layout)
+            if stem is not None:
+                table[stem] = group
+        else:
+            for single in split_group(group, parts):
+                stem = fmt.stem(arch, single, layout)
+                if stem is not None:
+                    table[stem] = single
+    return table
+
+
+def layout_for(layout: ModelLayout, component: str) -> ComponentLayout:
+    return layout[component]

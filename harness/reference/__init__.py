@@ -1,1 +1,0 @@
-"""Independent reference oracles: expected effects computed from checkpoints alone."""
