@@ -60,8 +60,13 @@ CLEAR_ERROR_TYPES: tuple[type[BaseException], ...] = (
     ImportError,
 )
 
-#: Clear-rejection types defined in packages we do not import here, matched by name.
-CLEAR_ERROR_TYPE_NAMES = frozenset({"SafetensorError", "UnpicklingError"})
+#: Clear-rejection types defined in packages we do not import here, matched by name along
+#: the MRO: a loader's refusal of a malformed or unsafe file -> why it is a clear one.
+FORMAT_ERROR_TYPES: dict[str, str] = {
+    "SafetensorError": "safetensors' own exception for a malformed file",
+    "UnpicklingError": "torch.load(weights_only=True) refusing a non-tensor global",
+}
+CLEAR_ERROR_TYPE_NAMES = frozenset(FORMAT_ERROR_TYPES)
 
 #: Exception types that are never a clear rejection, whatever the message.
 CRASH_TYPES: tuple[type[BaseException], ...] = (

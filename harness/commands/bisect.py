@@ -73,6 +73,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cached_first_bad() -> dict[str, str]:
+    """check id -> first bad release of every bisection this machine finished (its cache),
+    for the report and issue drafts. Empty when the cache is missing or broken, or the
+    bisect module cannot load (no ``packaging``): that must not stop a report or filing."""
+    try:
+        from harness.triage.bisect import known_first_bad
+
+        return known_first_bad()
+    except Exception:  # noqa: BLE001 - a missing or broken cache must not stop a report
+        return {}
+
+
 def _check_id_of(nodeid: str) -> str:
     """``suites/lora/test_formats.py::test_load[x]`` -> ``lora/formats::load[x]``."""
     path, _, name = nodeid.partition("::")

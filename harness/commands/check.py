@@ -74,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
             files.append(target)
     if not files:
         raise UsageError("no cell wrote results; see the logs under reports/logs/")
-    from harness.report import write_report
+    from harness.commands.bisect import cached_first_bad
+    from harness.report.write import write_report
 
-    folder = write_report(files, out, update_latest=False)
+    folder = write_report(files, out, update_latest=False, first_bad=cached_first_bad())
     print(f"report: {folder / 'compat.html'}")
     return 1 if any(o.status not in ("ok", "empty") for o in outcomes) else 0
 

@@ -14,8 +14,8 @@ from typing import Any
 from harness.errors import UsageError
 
 DESCRIPTION = """\
-Signature drift, found statically before anything runs (seed 000: a loader kept passing
-device= after load_model_dict_into_meta renamed it device_map).
+Signature drift, found statically before anything runs (the kind of break this catches:
+a loader kept passing device= after load_model_dict_into_meta renamed it device_map).
 
   scan      every call site in a package vs its callee's signature in the same installed
             version (also calls into peft, transformers, huggingface_hub, accelerate,

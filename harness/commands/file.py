@@ -75,6 +75,7 @@ def report_json(path: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.commands.bisect import cached_first_bad
     from harness.report.diff import read_doc
     from harness.triage import filing
 
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         client = filing.GitHub(args.repo, token, args.api_url) if args.post else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    drafts = filing.build_drafts(doc, everything=args.everything, bisected=_bisected())
+    drafts = filing.build_drafts(doc, everything=args.everything, bisected=cached_first_bad())
     folder = args.out or source.parent / "issues"
     filing.write_drafts(drafts, folder)
     scope = "regression(s)" if args.everything else "new regression(s)"
@@ -121,15 +122,3 @@ def run(args: argparse.Namespace) -> int:
     commented = sum(1 for a in actions if a.kind == filing.COMMENT)
     print(f"{created} issue(s) created, {commented} comment(s) added on {args.repo}")
     return 0
-
-
-def _bisected() -> dict[str, str]:
-    """First bad versions already found by `adapter-compat bisect` (its cache), if any."""
-    try:
-        from harness.triage.bisect import known_first_bad
-    except ImportError:
-        return {}
-    try:
-        return known_first_bad()
-    except Exception:  # noqa: BLE001 - a broken cache must not stop filing
-        return {}

@@ -1,7 +1,8 @@
 """``adapter-compat report RESULTS... [--out DIR] [--latest]``: records -> compat grid.
 
-Thin on purpose: parsing and messages here, all work in :func:`harness.report.write_report`
-(which the noxfile calls directly).
+Thin on purpose: parsing and messages here, all work in
+:func:`harness.report.write.write_report`. First bad releases already found by
+``adapter-compat bisect`` are read here and handed to the report.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.report import AUTO, REPORT_FILES, write_report
+from harness.commands.bisect import cached_first_bad
+from harness.report.write import AUTO, REPORT_FILES, write_report
 
 DESCRIPTION = """\
 Merge check records (JSON lines written by the suites in each matrix cell) into one
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             update_latest,
             reports_root=args.reports_root,
             baseline=baseline,
+            first_bad=cached_first_bad(),
         )
     for warning in caught:
         print(f"adapter-compat: warning: {warning.message}", file=sys.stderr)

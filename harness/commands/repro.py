@@ -47,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.commands.file import report_json
     from harness.protocol import repro
     from harness.report.diff import read_doc
+    from harness.triage import reproduce
 
     source = report_json(args.report)
-    found = repro.locate(read_doc(source), args.id, args.cell)
+    found = reproduce.locate(read_doc(source), args.id, args.cell)
     script = repro.build(found.check_id, found.cell, found.result)
     if not args.run:
         print(script.script, end="")
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         f"# running {script.kind} repro {script.id} of {found.check_id} "
         f"(recorded in {found.cell}) with {python}"
     )
-    code = repro.run_script(script, python)
+    code = reproduce.run_script(script, python)
     verdict = "reproduces (exit 1)" if code == 1 else f"does not reproduce (exit {code})"
     print(f"# {script.id}: the finding {verdict}")
     return code

@@ -58,11 +58,18 @@ def run(args: argparse.Namespace) -> int:
         chosen, args.pytest_args, jobs=args.jobs, timeout=args.timeout, rerun=args.rerun
     )
     if not args.no_report:
-        from harness.report import write_report
+        from harness.commands.bisect import cached_first_bad
+        from harness.report.write import write_report
 
         paths = [cellenv.results_path(o.cell) for o in outcomes]
         existing = [p for p in paths if p.exists()]
-        out = write_report(existing, None, update_latest=True, reports_root=cellenv.REPORTS)
+        out = write_report(
+            existing,
+            None,
+            update_latest=True,
+            reports_root=cellenv.REPORTS,
+            first_bad=cached_first_bad(),
+        )
         print(f"report: {out / 'compat.html'}")
     failed = [o for o in outcomes if o.status not in ("ok", "empty")]
     return 1 if failed else 0

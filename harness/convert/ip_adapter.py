@@ -1,6 +1,6 @@
 """Training-layout IP-Adapter checkpoint -> release layout, with a validation report.
 
-Seed 003: a training run saves ``unet.*`` (frozen, dropped here), ``image_proj_model.*``
+A training run saves ``unet.*`` (frozen, dropped here), ``image_proj_model.*``
 (-> ``image_proj``) and ``adapter_modules.<i>.*`` (-> ``ip_adapter.<id>.*``). The release
 id is the processor's position in ``unet.attn_processors`` order (1, 3, 5, ... for
 cross-attention); ``i`` is either that position already (``processor`` numbering: the

@@ -4,7 +4,7 @@
 tree), resolves each call to a function, method or class defined in that package or in a
 companion package (peft, transformers, huggingface_hub, accelerate, safetensors) and reports
 every call that would raise ``TypeError`` when bound: unknown keyword, too many positionals,
-multiple values, missing required argument. This is the class of break behind seed 000
+multiple values, missing required argument. This is the class of break behind the ``device`` -> ``device_map`` rename
 (``load_model_dict_into_meta(..., device=...)`` after ``device`` became ``device_map``).
 
 What cannot be resolved statically is skipped and counted by reason, never guessed. Calls
@@ -193,7 +193,7 @@ def summarize_package(
     if exclude:
         jobs = [job for job in jobs if not any(fnmatch.fnmatchcase(job[2], pat) for pat in exclude)]
     # No on-disk cache on purpose: it would have to be a pickle, and the harness never
-    # unpickles files (tests/test_no_unpickling.py). A cold scan is a few seconds.
+    # unpickles files (tests/suites/test_no_unpickling.py). A cold scan is a few seconds.
     if workers is None:
         workers = default_workers()
     ctx = _pool_context() if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES else None

@@ -15,6 +15,9 @@ Names are classified with Python's scoping rules: a call whose root name is a lo
 variable is "dynamic" (not checkable); one whose root is a local ``import`` or nested
 ``def`` keeps that binding. Calls into packages that are not being checked (torch, numpy,
 builtins) are only counted. Stdlib-only; runs in worker processes.
+
+Longer than the other modules on purpose: it is one AST visitor (:class:`Extractor`) whose
+methods share one scope stack during a single pass; split, that pass would be scattered.
 """
 
 from __future__ import annotations

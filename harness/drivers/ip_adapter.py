@@ -1,4 +1,4 @@
-"""How each diffusers version is asked to load an IP-Adapter (the one place for it).
+"""How each diffusers version is asked to load an IP-Adapter.
 
 The UNet mixin takes ``(path, subfolder, weight_name, image_encoder_folder=...)``; the Flux
 mixin ``(path, weight_name, subfolder, image_encoder_pretrained_model_name_or_path,
@@ -9,12 +9,12 @@ Named parameters are probed from the installed signature; parameters a loader po
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.cell.classify import Unsupported
+from harness.drivers.probe import accepts, at_least
 from harness.inputs.checkpoints.ip_adapter.hub import ENTRIES, Entry
 
 #: ``**kwargs`` options of ``load_ip_adapter`` -> first diffusers version that reads them
@@ -34,19 +34,6 @@ def denoiser(pipe: Any) -> Any:
     return pipe.unet if family(pipe) == "unet" else pipe.transformer
 
 
-def diffusers_version() -> tuple[int, ...]:
-    import diffusers
-    from packaging.version import Version
-
-    return Version(diffusers.__version__).release
-
-
-def _at_least(version: str) -> bool:
-    from packaging.version import Version
-
-    return diffusers_version() >= Version(version).release
-
-
 def require_ip_adapter(pipe: Any) -> None:
     """UNSUPPORTED where the pipeline class has no IP-Adapter mixin in this version."""
     for method in ("load_ip_adapter", "unload_ip_adapter", "set_ip_adapter_scale"):
@@ -54,19 +41,12 @@ def require_ip_adapter(pipe: Any) -> None:
             raise Unsupported(f"{type(pipe).__name__}.{method} does not exist in this version")
 
 
-def has_parameter(func: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def require_kwarg(pipe: Any, name: str) -> None:
     """UNSUPPORTED when ``load_ip_adapter`` does not read option ``name``."""
-    if has_parameter(pipe.load_ip_adapter, name):
+    if accepts(pipe.load_ip_adapter, name):
         return
     since = KWARG_SINCE.get(name)
-    if since is None or not _at_least(since):
+    if since is None or not at_least("diffusers", since):
         raise Unsupported(f"load_ip_adapter has no {name!r} option in this version")
 
 
@@ -123,7 +103,7 @@ def load_kwargs(
     }
     folder = _one_folder(entries, encoder_folder)
     if folder != entries[0].default_encoder:
-        if not has_parameter(pipe.load_ip_adapter, "image_encoder_folder"):
+        if not accepts(pipe.load_ip_adapter, "image_encoder_folder"):
             raise Unsupported("load_ip_adapter has no image_encoder_folder parameter here")
         # "<sub>/image_encoder" style folders (with a "/") are relative to the repo root.
         kw["image_encoder_folder"] = folder

@@ -1,6 +1,6 @@
 """Which lifecycle APIs a cell has, and the library semantics the pure model follows.
 
-The one place where versions differ for the lifecycle suite. Availability is *probed*
+Where versions differ for the lifecycle suite. Availability is *probed*
 (method present, keyword accepted); facts a probe cannot see are data in ``FACTS`` with the
 source they were read from.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from typing import Any
+
+from harness.drivers.probe import installed
 
 
 @dataclass(frozen=True)
@@ -90,21 +92,13 @@ def load_activates() -> bool:
     return "self.set_adapter(self.active_adapters" in source
 
 
-def _version(package: str) -> tuple[int, ...]:
-    from importlib.metadata import version
-
-    from packaging.version import Version
-
-    return Version(version(package)).release
-
-
 def has_hotswap(pipe: Any) -> bool:
     """``load_lora_weights(hotswap=True)``: diffusers >= 0.33 (``enable_lora_hotswap`` is
     there) with peft > 0.14 (``peft.utils.hotswap``)."""
     if not callable(getattr(pipe, "enable_lora_hotswap", None)):
         return False
     try:
-        return _version("peft") > (0, 14, 99)
+        return installed("peft") > (0, 14, 99)
     except Exception:  # noqa: BLE001 - no peft: no hotswap
         return False
 

@@ -4,7 +4,6 @@ The LoRA suites talk to diffusers only through this module, so each per-version 
 difference lives in one place (``API facts`` below), and every observation goes through the
 independent reference (:mod:`harness.oracles.lora`):
 
-* :class:`Scene` - one zoo architecture: its canonical layout and pristine weights;
 * :func:`judge_load` - turn "what the model now computes" into an outcome: OK, or
   DROPPED_KEYS / WRONG_RESULT with the offending keys named;
 * version probes (``has_low_cpu_mem_usage``, ...) that make a missing API UNSUPPORTED.
@@ -12,25 +11,23 @@ independent reference (:mod:`harness.oracles.lora`):
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from harness.cell.classify import Finding, Unsupported
+from harness.cell.classify import Finding
+from harness.drivers.probe import accepts
 from harness.inputs.checkpoints.lora.layouts import ARCH_COMPONENTS, ModelLayout, model_layout
 from harness.oracles.lora import (
     Comparison,
     Reference,
-    allowance,
-    base_weight,
-    compare,
-    effective_weight,
 )
 from harness.protocol.outcomes import Outcome
+
+if TYPE_CHECKING:  # the session object lives with the scenarios, which import this module
+    from harness.scenarios.lora import Scene
 
 #: Phrases by which a library warning reports that LoRA keys were not (all) used.
 REPORT_PHRASES = re.compile(
@@ -38,114 +35,6 @@ REPORT_PHRASES = re.compile(
     r"could not|couldn't|filter(ed)? out|were not used|not (be )?used|missing",
     re.IGNORECASE,
 )
-
-
-@dataclass
-class Scene:
-    """One zoo architecture, measured once: canonical layout and pristine weights."""
-
-    arch: str
-    zoo: Any
-    layout: ModelLayout = field(init=False)
-    classes: dict[str, str] = field(init=False)
-    base: dict[str, dict[str, torch.Tensor]] = field(init=False)
-    dtype: torch.dtype = field(init=False)
-
-    def __post_init__(self) -> None:
-        pipe = self.zoo.get(self.arch)
-        self.layout = model_layout(pipe, self.arch)
-        self.classes = {c: type(getattr(pipe, c)).__name__ for c in self.layout}
-        self.base = {
-            c: {n: base_weight(m) for n, m in self.modules(pipe, c).items()} for c in self.layout
-        }
-        self.dtype = self.zoo.dtype
-
-    def fresh(self) -> Any:
-        return self.zoo.get(self.arch)
-
-    def modules(self, pipe: Any, component: str) -> dict[str, torch.nn.Module]:
-        """Probe-able layers (Linear, 1x1 Conv) by canonical path."""
-        layout = self.layout[component]
-        comp = getattr(pipe, component)
-        return {
-            name: comp.get_submodule(layout.real_path(name))
-            for name, layer in layout.layers.items()
-            if layer.kernel in ((0, 0), (1, 1))
-        }
-
-    def observe(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
-        return {
-            c: {n: effective_weight(m) for n, m in self.modules(pipe, c).items()}
-            for c in self.layout
-        }
-
-    def stored(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
-        """The stored (base_layer) weights, e.g. after fuse_lora."""
-        return {
-            c: {n: base_weight(m) for n, m in self.modules(pipe, c).items()} for c in self.layout
-        }
-
-    def compare(
-        self,
-        observed: Mapping[str, Mapping[str, torch.Tensor]],
-        ref: Reference,
-        weight: float = 1.0,
-    ) -> dict[str, Comparison]:
-        out = {}
-        for component in self.layout:
-            cmp = compare(
-                observed[component], self.base[component], ref, component, self.dtype, weight
-            )
-            missing = [m for c, m in ref.terms if c == component and m not in observed[component]]
-            for name in missing:  # a reference module the model does not have: our bug
-                raise RuntimeError(f"reference targets {component}.{name}, which the model lacks")
-            out[component] = cmp
-        return out
-
-    def restore_diff(self, pipe: Any) -> dict[str, float]:
-        """Modules whose effective weight differs from pristine: exactly for plain layers
-        (read directly), within probe rounding for layers still wrapped by an adapter."""
-        changed: dict[str, float] = {}
-        for component in self.layout:
-            for name, module in self.modules(pipe, component).items():
-                w = effective_weight(module)
-                b = self.base[component][name]
-                if module is getattr(module, "base_layer", module):
-                    same = torch.equal(w, b)
-                else:
-                    same = float((w - b).abs().max()) <= allowance(
-                        torch.zeros(()), b, self.dtype, self.dtype
-                    )
-                if not same:
-                    changed[f"{component}.{name}"] = float((w - b).abs().max())
-        return changed
-
-    def fuse_kwargs(self, pipe: Any) -> dict[str, Any]:
-        """Fuse every component: ``components=`` from 0.30 (Flux's default is the
-        transformer only), ``fuse_unet`` / ``fuse_text_encoder`` (default True) before."""
-        if accepts(pipe.fuse_lora, "components"):
-            return {"components": list(self.layout)}
-        return {}
-
-
-def scene_cache(zoo: Any) -> Callable[[str], Scene]:
-    """``get(arch)`` -> the session's Scene for ``arch`` (built once); raises Unsupported
-    (grey) where the pipeline class is absent in this version (Flux before 0.30)."""
-    cache: dict[str, Scene] = {}
-    failures: dict[str, str] = {}
-
-    def get(arch: str) -> Scene:
-        if arch in failures:  # a fresh exception each time: re-raising one grows its traceback
-            raise Unsupported(failures[arch])
-        if arch not in cache:
-            try:
-                cache[arch] = Scene(arch, zoo)
-            except Unsupported as exc:
-                failures[arch] = str(exc)
-                raise
-        return cache[arch]
-
-    return get
 
 
 def components_of(arch: str) -> tuple[str, ...]:
@@ -390,13 +279,6 @@ def save_kwargs(arch: str, pipe: Any, adapter_name: str) -> dict[str, Any]:
             module, adapter_name=adapter_name
         )
     return out
-
-
-def accepts(fn: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def adapter_list(pipe: Any) -> dict[str, list[str]] | None:

@@ -18,13 +18,13 @@ from functools import cache
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.protocol.repro import LOCK_DIR, MATRIX_DIR
 from harness.protocol.versions import version_tuple
 
 ROOT = Path(__file__).resolve().parents[2]
-#: ``ADAPTER_COMPAT_MATRIX_DIR`` swaps in another cells.json + locks/ (self-tests, forks).
-MATRIX_DIR = Path(os.environ.get("ADAPTER_COMPAT_MATRIX_DIR", ROOT / "fixtures" / "matrix"))
+#: ``ADAPTER_COMPAT_MATRIX_DIR`` swaps in another cells.json + locks/ (self-tests, forks);
+#: MATRIX_DIR and LOCK_DIR come from the protocol, where repro headers cite the locks.
 CELLS_FILE = MATRIX_DIR / "cells.json"
-LOCK_DIR = MATRIX_DIR / "locks"
 
 TORCH_ENV = "ADAPTER_COMPAT_TORCH"
 WHEELHOUSE_ENV = "ADAPTER_COMPAT_WHEELHOUSE"

@@ -1,4 +1,4 @@
-"""Reference LoRA effects computed from the checkpoint alone (BRIEF section 4).
+"""Reference LoRA effects computed from the checkpoint alone, never by diffusers' converters.
 
 ``parse(state_dict, fmt, arch, layout)`` reads a file's keys with the format's naming table
 (:mod:`harness.inputs.checkpoints.lora.formats`) and returns, for every diffusers module the file

@@ -1,4 +1,4 @@
-"""Outcome classes and verdicts (BRIEF section 4).
+"""Outcome classes and verdicts: what a check observed, and what that means for the grid.
 
 A check *observes* one outcome class and *declares* the outcome(s) it expects; the verdict
 follows from the pair. Kept stdlib-only: this module is imported inside every matrix cell.

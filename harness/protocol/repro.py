@@ -15,7 +15,9 @@ Two kinds, and every script says which it is in its first lines:
 
 Both exit 1 while the finding reproduces and 0 once the library behaves as expected.
 The builder works on plain ``compat.json`` data so any stored report can be reproduced.
-Outer environment only; stdlib.
+It lives in the protocol because both sides build scripts: the in-cell plugin (next to
+its records) and the report. Stdlib only. Finding a result in a report and running its
+script in a cell venv is triage: :mod:`harness.triage.reproduce`.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import subprocess
-import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
-
 ROOT = Path(__file__).resolve().parents[2]
+
+#: The committed matrix data: cells.json and locks/<diffusers version>.txt.
+#: ``ADAPTER_COMPAT_MATRIX_DIR`` swaps in another (self-tests, forks, bisect's private
+#: matrix). Defined here, once, so a script header can cite a cell's lock without the
+#: protocol importing the outer matrix code; :mod:`harness.matrix.cells` imports both.
+MATRIX_DIR = Path(os.environ.get("ADAPTER_COMPAT_MATRIX_DIR", ROOT / "fixtures" / "matrix"))
+LOCK_DIR = MATRIX_DIR / "locks"
 
 STANDALONE = "standalone"
 RERUN = "rerun"
@@ -152,10 +156,6 @@ def lock_file_for(diffusers: str) -> str | None:
     """The committed lock of that diffusers version, relative to the checkout, if any."""
     if not diffusers:
         return None
-    try:
-        from harness.matrix.cells import LOCK_DIR
-    except Exception:  # noqa: BLE001 - the matrix data is optional for a repro
-        return None
     path = LOCK_DIR / f"{diffusers}.txt"
     if not path.is_file():
         return None
@@ -211,56 +211,3 @@ def _strip_shebang(body: str) -> str:
     if lines and lines[0].startswith("#!"):
         lines = lines[1:]
     return "".join(lines)
-
-
-# -- finding a result in a report ----------------------------------------------------------
-@dataclass(frozen=True)
-class Located:
-    check_id: str
-    cell: str
-    result: dict[str, Any]
-
-
-def locate(doc: Mapping[str, Any], ident: str, cell: str | None = None) -> Located:
-    """ID (from the report), ``CHECK_ID@CELL`` or ``CHECK_ID`` (+ ``cell``; default the
-    newest cell where the check does not pass)."""
-    checks = [c for c in doc.get("checks", []) if isinstance(c, dict)]
-    for check in checks:
-        for name, result in (check.get("results") or {}).items():
-            if repro_id(check["check_id"], name) == ident and (cell is None or cell == name):
-                return Located(check["check_id"], name, result)
-    check_id, _, at = ident.partition("@")
-    cell = cell or at or None
-    match = next((c for c in checks if c.get("check_id") == check_id), None)
-    if match is None:
-        raise UsageError(
-            f"no result with id or check id {ident!r} in this report: copy the id from the "
-            "report's details panel (or compat.json results[...].repro.id), or pass a check id"
-        )
-    results = match.get("results") or {}
-    if cell is not None:
-        if cell not in results:
-            raise UsageError(
-                f"check {check_id!r} has no record in cell {cell!r}; it has: "
-                f"{', '.join(results) or 'none'}"
-            )
-        return Located(check_id, cell, results[cell])
-    failing = [n for n, r in results.items() if r.get("verdict") != "pass"]
-    if not failing:
-        raise UsageError(
-            f"check {check_id!r} passes in every cell of this report; pass --cell to pick one"
-        )
-    return Located(check_id, failing[-1], results[failing[-1]])
-
-
-# -- running a script in a cell ------------------------------------------------------------
-def run_script(repro: Repro, python: str | os.PathLike[str], repo: Path = ROOT) -> int:
-    """Run the script with ``python`` (output streams through); its exit status."""
-    with tempfile.TemporaryDirectory(prefix="adapter-compat-repro-") as tmp:
-        script = Path(tmp) / f"repro_{repro.id}.py"
-        script.write_text(repro.script, encoding="utf-8")
-        env = dict(os.environ, HF_HUB_OFFLINE="1", ADAPTER_COMPAT_REPO=str(repo))
-        # A standalone script runs from an empty folder: it must not see the checkout.
-        cwd = tmp if repro.kind == STANDALONE else str(repo)
-        sys.stdout.flush()
-        return subprocess.call([str(python), str(script)], cwd=cwd, env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from importlib import metadata
 
 #: Distributions recorded with every check, in report order.
@@ -30,15 +31,16 @@ def installed_versions() -> dict[str, str]:
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
-    """``"0.30.3"`` -> ``(0, 30, 3)``; local and pre-release tails are ignored."""
-    head = text.split("+")[0]
+    """``"0.30.3"`` -> ``(0, 30, 3)``: the release numbers, as ``packaging``'s
+    ``Version.release`` gives them; local (``+cpu``) and pre-release or dev tails
+    (``rc1``, ``.dev0``) are ignored. The one version parser of the harness."""
     out: list[int] = []
-    for part in head.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits:
+    for part in text.split("+")[0].split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
             break
-        out.append(int(digits))
-        if digits != part:
+        out.append(int(digits.group()))
+        if digits.group() != part:
             break
     return tuple(out)
 

@@ -186,7 +186,7 @@ class ReportModel:
     checks: list[CheckRow]
     warnings: list[str] = field(default_factory=list)
     records_read: int = 0
-    #: Filled by :func:`harness.report.write_report`, not by :func:`build_model`: the
+    #: Filled by :func:`harness.report.write.write_report`, not by :func:`build_model`: the
     #: report folder's name, the comparison with a baseline report, the trend history,
     #: the API drift timeline and the repro scripts of non-passing results.
     run: str | None = None
@@ -194,7 +194,8 @@ class ReportModel:
     history: list[Any] = field(default_factory=list)  # [harness.report.trend.Point]
     drift: Any = None  # harness.report.drift.DriftSection | None
     repros: dict[tuple[str, str], Any] = field(default_factory=dict)  # (check, cell) -> Repro
-    #: check id -> first bad release found by ``adapter-compat bisect`` on this machine.
+    #: check id -> first bad release found by ``adapter-compat bisect`` on this machine
+    #: (read by the caller, passed to ``write_report(first_bad=...)``).
     bisected: dict[str, str] = field(default_factory=dict)
 
     def repro(self, check_id: str, cell: str) -> Any:

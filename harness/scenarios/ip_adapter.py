@@ -19,10 +19,10 @@ import torch
 
 from harness.drivers.ip_adapter import (
     denoiser,
-    diffusers_version,
     load_kwargs,
     require_ip_adapter,
 )
+from harness.drivers.probe import at_least
 from harness.inputs.checkpoints.ip_adapter import target_from_pipeline
 from harness.inputs.checkpoints.ip_adapter.hub import ENCODER_FOLDERS, ENTRIES, Entry, HubRepo
 from harness.inputs.checkpoints.ip_adapter.targets import Target
@@ -178,10 +178,7 @@ class IPAWorld:
 
 def expect_variant(compat: Any, variant: str) -> None:
     """Versions older than the variant may reject it, but only clearly."""
-    from packaging.version import Version
-
-    since = Version(VARIANTS[variant].since).release
-    if diffusers_version() < since:
+    if not at_least("diffusers", VARIANTS[variant].since):
         compat.expect(Outcome.OK, Outcome.CLEAR_ERROR)
     compat.param(variant=variant, variant_since=VARIANTS[variant].since)
 

@@ -1,4 +1,4 @@
-"""Signature drift, static: one check per finding family per cell (seed 000).
+"""Signature drift, static: one check per finding family per cell.
 
 Nothing here imports torch or diffusers: the installed diffusers (and its companions) are
 read as source. ``ADAPTER_COMPAT_DRIFT_PATH=DIR`` checks the package under DIR instead
@@ -6,7 +6,7 @@ read as source. ``ADAPTER_COMPAT_DRIFT_PATH=DIR`` checks the package under DIR i
 
 * ``callsites_internal[diffusers]``: every call inside diffusers binds to its callee's
   signature in this same version. A call that would raise TypeError is a CRASH waiting to
-  happen (seed 000: ``load_model_dict_into_meta(..., device=...)`` after ``device`` became
+  happen (``load_model_dict_into_meta(..., device=...)`` after ``device`` became
   ``device_map``).
 * ``callsites_adapter_loaders[diffusers]``: the same, restricted to the adapter-loading
   path (``loaders/``, model loading utils): the grid row that answers "is LoRA /

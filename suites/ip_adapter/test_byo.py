@@ -15,7 +15,8 @@ import pytest
 
 from harness.byo import ip_adapter as byo
 from harness.byo import user_file
-from harness.drivers.ip_adapter import KWARG_SINCE, diffusers_version
+from harness.drivers.ip_adapter import KWARG_SINCE
+from harness.drivers.probe import at_least
 from harness.protocol.outcomes import Outcome
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -51,14 +52,10 @@ def test_template(compat: Any, user_ip_adapter: tuple[Path, Any]) -> None:
 @pytest.mark.parametrize("low_cpu_mem_usage", [False, True], ids=["eager", "meta"])
 def test_loads(compat: Any, user_ip_adapter: tuple[Path, Any], low_cpu_mem_usage: bool) -> None:
     """This diffusers version loads the file into the real architecture (meta device)."""
-    from packaging.version import Version
-
     path, info = user_ip_adapter
     if low_cpu_mem_usage:
         since = KWARG_SINCE["low_cpu_mem_usage"]
-        compat.require(
-            diffusers_version() >= Version(since).release, f"low_cpu_mem_usage from {since}"
-        )
+        compat.require(at_least("diffusers", since), f"low_cpu_mem_usage from {since}")
     compat.require(info.arch is not None, "cannot tell which denoiser this IP-Adapter is for")
     with compat.library_call():
         byo.load_check(path, info.arch, low_cpu_mem_usage=low_cpu_mem_usage)

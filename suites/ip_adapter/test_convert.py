@@ -1,4 +1,4 @@
-"""Converter round trip (seed 003): a training-layout checkpoint of the zoo UNet, converted
+"""Converter round trip: a training-layout checkpoint of the zoo UNet, converted
 by the harness's converter, loads into diffusers with every trained tensor where training
 put it.
 

@@ -1,7 +1,7 @@
 """``low_cpu_mem_usage=True`` (the meta-device path through ``load_model_dict_into_meta``)
 and ``False`` (plain ``load_state_dict``) load the same adapter identically.
 
-This is the dynamic half of seed 000: when ``load_model_dict_into_meta`` renamed ``device``
+This is the dynamic half of the signature-drift check: when ``load_model_dict_into_meta`` renamed ``device``
 to ``device_map``, IP-Adapter call sites that still passed ``device=`` broke only on the
 meta path. The check walks that path for every denoiser family on the session's device
 (CUDA when present): both loads must succeed, leave nothing on the meta device, hold the

@@ -1,4 +1,4 @@
-"""Switching IP-Adapters whose image encoders differ in width (seed 002).
+"""Switching IP-Adapters whose image encoders differ in width (1024 ViT-H vs 1280 ViT-bigG).
 
 ViT-H adapters read 1024-wide image embeddings, ViT-bigG ones 1280-wide. Users switch
 between them in a live pipeline ("Base" -> "Base ViT-G" in SD.Next) and got

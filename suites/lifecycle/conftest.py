@@ -20,7 +20,6 @@ between (comma list of hub entry names).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,30 +27,12 @@ import pytest
 
 ARCHES = ("sd15", "sdxl", "flux")
 
-BUDGETS: dict[str, tuple[int, int, int]] = {
-    "default": (2, 5, 5),
-    "ci": (1, 5, 5),
-    "nightly": (50, 20, 300),
-}
-
-
-def machine_budget() -> Any:
-    from harness.scenarios.lifecycle.machine import MachineBudget
-
-    profile = os.environ.get("HYPOTHESIS_PROFILE", "default")
-    examples, steps, shrink = BUDGETS.get(profile, BUDGETS["default"])
-    return MachineBudget(
-        max_examples=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_EXAMPLES", examples)),
-        step_count=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_STEPS", steps)),
-        shrink_seconds=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_SHRINK_S", shrink)),
-    )
-
 
 @pytest.fixture(scope="session")
 def life_scene(zoo: Any) -> Callable[[str], Any]:
     """``life_scene(arch)`` -> Scene (layout + pristine weights); Unsupported where the
     pipeline class is absent in this version."""
-    from harness.drivers.lora import scene_cache
+    from harness.scenarios.lora import scene_cache
 
     return scene_cache(zoo)
 

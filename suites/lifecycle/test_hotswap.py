@@ -170,7 +170,7 @@ def test_hotswap_swap_back(compat: Any, life_scene: Any, arch: str) -> None:
         )
 
 
-#: IP-Adapter switches in one pipeline: ``width`` is seed 002 (a 1024-wide ViT-H encoder's
+#: IP-Adapter switches in one pipeline: ``width`` is the encoder-width switch (a 1024-wide ViT-H encoder's
 #: adapter, then a 1280-wide ViT-bigG one, or back); ``same`` keeps the encoder width.
 IP_SWAPS: dict[str, tuple[str, str]] = {
     "sd15-width": ("sd15-base", "sd15-base-vitG"),

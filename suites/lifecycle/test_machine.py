@@ -3,7 +3,7 @@
 ``lora``: LoRA rules only (load peft/kohya with varying rank, alpha, targets; hotswap with
 and without ``enable_lora_hotswap``; set_adapters; fuse/unfuse; disable/enable; delete;
 unload; set_lora_device; save + reload). ``all`` adds IP-Adapter load / swap / unload
-(sd15, sdxl): kept apart so an IP-Adapter finding (seed 002) does not hide a LoRA one.
+(sd15, sdxl): kept apart so an IP-Adapter finding (encoder-width switch) does not hide a LoRA one.
 See harness/scenarios/lifecycle/ for the model, semantics and reproduction scripts.
 """
 
@@ -15,8 +15,13 @@ import pytest
 
 from harness.drivers.lifecycle import available_rules, load_activates
 from harness.scenarios.lifecycle import scripts
-from harness.scenarios.lifecycle.machine import LoraBank, MachineContext, ip_entries, run_machine
-from suites.lifecycle.conftest import machine_budget
+from harness.scenarios.lifecycle.machine import (
+    LoraBank,
+    MachineContext,
+    ip_entries,
+    machine_budget,
+    run_machine,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -1,4 +1,4 @@
-"""Fixtures of the LoRA suite: one :class:`~harness.drivers.lora.Scene` per zoo
+"""Fixtures of the LoRA suite: one :class:`~harness.scenarios.lora.Scene` per zoo
 architecture (canonical layout + pristine weights, measured once per session)."""
 
 from __future__ import annotations
@@ -15,6 +15,6 @@ ARCHES = ("sd15", "sdxl", "flux")
 def scene_for(zoo: Any) -> Callable[[str], Any]:
     """``scene_for(arch)`` -> Scene; raises Unsupported (grey) where the pipeline class is
     absent in this version (Flux before 0.30)."""
-    from harness.drivers.lora import scene_cache
+    from harness.scenarios.lora import scene_cache
 
     return scene_cache(zoo)

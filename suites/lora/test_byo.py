@@ -15,8 +15,9 @@ import pytest
 
 from harness.byo import user_file
 from harness.byo.lora import detect
-from harness.drivers.lora import accepts, judge_view
+from harness.drivers.lora import judge_view
 from harness.drivers.lora_detector import read_converted, unpack
+from harness.drivers.probe import accepts
 from harness.inputs.checkpoints.lora.layouts import DENOISER
 from harness.inputs.checkpoints.lora.manifests import load_layout
 from harness.inputs.models import PIPELINES, pipeline_exists

@@ -1,7 +1,7 @@
 """Every LoRA format x architecture x key subset: the loaded LoRA acts exactly as the
 reference computed from the file says, or the loader refuses it clearly.
 
-Seed 004 generalised: hypothesis picks which parts of a fused group are present (any
+Partial fused groups, generalised: hypothesis picks which parts of a fused group are present (any
 subset of q/k/v, with or without proj_mlp), alpha present or absent (and its value), rank,
 fused layout, file dtype, key order and stray unknown keys. Per example the verdict is:
 

@@ -13,7 +13,7 @@ The formats whose converters hard-code Flux-dev's 19 + 38 blocks (BFL control Lo
 fal-kontext) are only checked here: the full file must convert exactly (LoRA pairs, the
 widened ``img_in`` down, norm scales), and ``full_scale_partial`` drops one block layer, as
 a LoRA that did not train it has: the converter must convert the rest or refuse clearly
-(a bare ``KeyError`` is the seed-004 finding). DoRA files: magnitudes must come through.
+(a bare ``KeyError`` is the partial Q/K/V finding). DoRA files: magnitudes must come through.
 Where a version passes a file through unconverted (no converter yet), whether the loader
 reports the keys it then ignores is asked of a real load into the tiny pipeline.
 """
@@ -24,8 +24,9 @@ import types
 
 import pytest
 
-from harness.drivers.lora import accepts, judge_view
+from harness.drivers.lora import judge_view
 from harness.drivers.lora_detector import read_converted, unpack
+from harness.drivers.probe import accepts
 from harness.inputs.checkpoints.lora.build import Built, Pick, build
 from harness.inputs.checkpoints.lora.formats import FORMATS, expressible
 from harness.inputs.checkpoints.lora.layouts import DENOISER

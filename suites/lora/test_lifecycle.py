@@ -15,12 +15,12 @@ import torch
 
 from harness.cell.classify import Finding, LibraryError
 from harness.drivers.lora import (
-    accepts,
     adapter_list,
     has_low_cpu_mem_usage,
     judge_load,
     save_kwargs,
 )
+from harness.drivers.probe import accepts
 from harness.inputs.checkpoints.lora.cases import Case, full_case, realise
 from harness.inputs.checkpoints.lora.formats import FORMATS
 from harness.inputs.checkpoints.lora.layouts import DENOISER

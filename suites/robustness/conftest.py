@@ -1,10 +1,11 @@
 """Fixtures of the robustness suite.
 
-:mod:`harness.scenarios.robustness` (shared with the self-tests) holds the loader paths
-and the oracle; this file only provides the per-session scratch environment.
-Memory-risky cases (``memory_risky`` in ``harness.inputs.malformed``) run in a forked
-child under ``RLIMIT_AS`` (``harness.scenarios.robustness.run_forked``), so a loader that believed a
-header declaring terabytes could only take that child down, never the cell.
+:mod:`harness.scenarios.robustness` (shared with the self-tests) holds the session and
+the oracle, :mod:`harness.drivers.state_dict` the loader paths; this file only provides
+the per-session scratch environment. Memory-risky cases (``memory_risky`` in
+``harness.inputs.malformed.files``) run in a forked child under ``RLIMIT_AS``
+(``harness.cell.forked.run_forked``), so a loader that believed a header declaring
+terabytes could only take that child down, never the cell.
 """
 
 from __future__ import annotations

@@ -9,12 +9,13 @@ file at all. A created marker is recorded as WRONG_RESULT with ``security: true`
 
 import pytest
 
+from harness.drivers.state_dict import PICKLE_PATHS
 from harness.scenarios import robustness as rp
 
 
 @pytest.mark.parametrize("variant", rp.PICKLE_VARIANTS)
-@pytest.mark.parametrize("path", tuple(rp.PICKLE_PATHS))
+@pytest.mark.parametrize("path", tuple(PICKLE_PATHS))
 def test_pickle(compat, robust_env, path, variant):
     compat.param(loader=path, variant=variant, security=True)
-    compat.detail(call=rp.PICKLE_PATHS[path])
+    compat.detail(call=PICKLE_PATHS[path])
     rp.run_pickle(compat, robust_env, path, variant)

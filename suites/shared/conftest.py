@@ -1,4 +1,4 @@
-"""Fixtures of the shared-components suite (seed 001). Its torch.compile checks carry the
+"""Fixtures of the shared-components suite. Its torch.compile checks carry the
 ``compile`` marker (suites/conftest.py: opt-in on CPU, always on CUDA)."""
 
 from __future__ import annotations

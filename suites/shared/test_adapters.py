@@ -1,4 +1,4 @@
-"""Adapters in one of two pipelines that share modules (seed 001).
+"""Adapters in one of two pipelines that share modules.
 
 A LoRA or IP-Adapter loaded into one pipeline lands on the module *objects* it owns; the
 other pipeline of the pair sees every change to a shared module (documented behaviour:
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from harness.cell.classify import Finding, LibraryError
-from harness.drivers.lora import accepts, judge_load
+from harness.drivers.lora import judge_load
+from harness.drivers.probe import accepts
 from harness.oracles.compare import outputs_close
 from harness.protocol.outcomes import Outcome
 from harness.scenarios.sharing.adapters import attention_lora

@@ -1,4 +1,4 @@
-"""torch.compile on a module two pipelines share (seed 001: base + refiner compiled, their
+"""torch.compile on a module two pipelines share (base + refiner compiled, their
 graphs saved and loaded). Marked ``compile``: each check compiles one tiny module on the
 CPU inductor (about a minute on 2 cores; ``compile_seconds`` in the record).
 
@@ -31,7 +31,7 @@ from harness.cell import compiling
 from harness.oracles.compare import outputs_close
 from harness.protocol.outcomes import Outcome
 from harness.scenarios.sharing.pairs import run_member
-from suites.shared.test_persist import judge_reloaded, save_and_reload
+from harness.scenarios.sharing.persist import judge_reloaded, save_and_reload
 
 pytestmark = [pytest.mark.compile, pytest.mark.filterwarnings("ignore")]
 

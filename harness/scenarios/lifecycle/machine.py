@@ -12,12 +12,13 @@ standalone script (``repro.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from typing import Any
 import torch
 
 from harness.cell.classify import LibraryError
-from harness.drivers.lora import accepts, save_kwargs
+from harness.drivers.lora import save_kwargs
+from harness.drivers.probe import accepts
 from harness.inputs.checkpoints.lora.build import Built
 from harness.inputs.checkpoints.lora.cases import Case, full_case, realise
 from harness.inputs.checkpoints.lora.formats import FORMATS
@@ -698,11 +700,55 @@ class MachineBudget:
     shrink_seconds: int
 
 
+#: Hypothesis profile -> (examples, steps per run, shrink seconds) of one machine check.
+BUDGETS: dict[str, tuple[int, int, int]] = {
+    "default": (2, 5, 5),
+    "ci": (1, 5, 5),
+    "nightly": (50, 20, 300),
+}
+
+
+def machine_budget() -> MachineBudget:
+    """The budget of the active hypothesis profile; ``ADAPTER_COMPAT_LIFECYCLE_*`` override it."""
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "default")
+    examples, steps, shrink = BUDGETS.get(profile, BUDGETS["default"])
+    return MachineBudget(
+        max_examples=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_EXAMPLES", examples)),
+        step_count=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_STEPS", steps)),
+        shrink_seconds=int(os.environ.get("ADAPTER_COMPAT_LIFECYCLE_SHRINK_S", shrink)),
+    )
+
+
+@contextlib.contextmanager
+def shrink_time_limit(seconds: int) -> Iterator[None]:
+    """Cap the wall time hypothesis spends shrinking one failing sequence.
+
+    Hypothesis has no public setting for this (its maintainers keep the shrinker's 300 s
+    give-up internal on purpose: HypothesisWorks/hypothesis#3243); ``phases`` can only turn
+    shrinking off, which would leave 5-step sequences unshrunk. So the limit is set on the
+    engine's module constant for the duration of one check and restored after; a hypothesis
+    release without that constant keeps its own default, nothing breaks.
+    """
+    try:
+        from hypothesis.internal.conjecture import engine
+    except ImportError:  # pragma: no cover - a hypothesis without the module
+        yield
+        return
+    saved = getattr(engine, "MAX_SHRINKING_SECONDS", None)
+    if saved is None:
+        yield
+        return
+    engine.MAX_SHRINKING_SECONDS = seconds
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = saved
+
+
 def run_machine(ctx: MachineContext, budget: MachineBudget, repro_for: Callable[..., str]) -> None:
     """Run the machine as ONE check; attach step counts/speed, and on failure the shrunk
     sequence and its standalone reproduction script."""
     from hypothesis import HealthCheck, Phase, settings
-    from hypothesis.internal.conjecture import engine
     from hypothesis.stateful import run_state_machine_as_test
 
     compat = ctx.compat
@@ -718,11 +764,10 @@ def run_machine(ctx: MachineContext, budget: MachineBudget, repro_for: Callable[
         phases=[Phase.explicit, Phase.generate, Phase.shrink],
         suppress_health_check=list(HealthCheck),
     )
-    saved = engine.MAX_SHRINKING_SECONDS
-    engine.MAX_SHRINKING_SECONDS = budget.shrink_seconds
     start = time.perf_counter()
     try:
-        run_state_machine_as_test(machine, settings=config)
+        with shrink_time_limit(budget.shrink_seconds):
+            run_state_machine_as_test(machine, settings=config)
     except BaseException:
         steps = ctx.runs[-1] if ctx.runs else []
         compat.detail(shrunk_steps=describe_steps(steps), shrunk_length=len(steps))
@@ -732,7 +777,6 @@ def run_machine(ctx: MachineContext, budget: MachineBudget, repro_for: Callable[
             compat.detail(repro_error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        engine.MAX_SHRINKING_SECONDS = saved
         shutil.rmtree(ctx.tmp, ignore_errors=True)
         seconds = time.perf_counter() - start
         compat.detail(

@@ -1,2 +1,2 @@
-"""Pipelines that share modules (seed 001): builders and comparison helpers for
+"""Pipelines that share modules (base + refiner, txt2img + img2img): builders and comparison helpers for
 ``suites/shared``."""

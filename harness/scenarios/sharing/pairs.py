@@ -1,4 +1,4 @@
-"""Two pipelines sharing modules, built from the tiny zoo (seed 001).
+"""Two pipelines sharing modules, built from the tiny zoo.
 
 Pairs, as data (``PAIRS``):
 

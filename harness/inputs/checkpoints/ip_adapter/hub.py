@@ -7,7 +7,7 @@ sits (``models/`` holds ViT-H-width adapters and ``models/image_encoder``;
 ``h94/IP-Adapter``). ``right_encoder`` is the encoder folder a careful user passes as
 ``image_encoder_folder``; ``default_encoder`` is what the loader picks when the caller
 passes nothing (``<subfolder>/image_encoder``) — for ``sd15-base-vitG`` that is the
-*wrong* width, exactly the mistake behind seed 002.
+*wrong* width, exactly the mistake behind stale encoders after an encoder-width switch.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ their weights are stored under. Two derivations, which self-tests cross-check:
 * from a config dict alone (``unet_target_from_config``): no diffusers import, used by the
   converter CLI for the real SD1.5 / SDXL templates.
 
-Numbering rules (BRIEF section 8), kept here and nowhere else:
+Numbering rules of diffusers' IP-Adapter loaders, kept here and nowhere else:
 
 * UNet: every processor counts; the id of an IP layer is its position in
   ``attn_processors`` order, so cross-attention processors sit at odd ids 1, 3, 5, ...

@@ -1,4 +1,4 @@
-"""Synthetic *training* checkpoints of IP-Adapter (seed 003), with their ground truth.
+"""Synthetic *training* checkpoints of IP-Adapter (``image_proj_model.*``, ``adapter_modules.N.*``), with their ground truth.
 
 A training run saves the whole trainable wrapper as one flat state dict:
 

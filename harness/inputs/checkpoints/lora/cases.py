@@ -89,7 +89,7 @@ def case_strategy(
     fmt: LoraFormat, cands: Sequence[tuple[Group, tuple[str, ...]]], stray: bool = True
 ):  # returns a hypothesis strategy
     """Draw a :class:`Case`: half the time a fused group comes first with a random non-empty
-    subset of its parts (the seed-004 shape), then up to four more groups."""
+    subset of its parts (the partial Q/K/V shape that crashed strict converters), then up to four more groups."""
     from hypothesis import strategies as st
 
     fused = [i for i, (_, parts) in enumerate(cands) if len(parts) > 1]

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from harness.protocol.records import read_records
-from harness.report import write_report
+from harness.report.write import write_report
 
 SUITE = """
 import os, signal, time

@@ -11,81 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.protocol.records import CellRecord, CheckRecord, write_record
-from harness.report import write_report
+from harness.protocol.records import CellRecord, write_record
 from harness.report.diff import load_baseline
 from harness.report.grid import build_model
 from harness.report.render_md import MAX_CHARS, render_markdown
-
-CELLS = ("0.30.3", "0.32.2", "0.33.1", "0.42.1")
-CHANGING = "lora/formats::load[flux-comfy]"
-STEADY_BAD = "lora/formats::load[flux-xlabs]"
-GREEN = "ip_adapter/load::load[sd15-base]"
-ABSENT = "ip_adapter/load::load[sd3-base]"
-
-
-def record(cell: str, check_id: str, verdict: str = "pass", **kw: object) -> CheckRecord:
-    observed = {
-        "pass": "OK",
-        "regression": "CRASH",
-        "unsupported": "UNSUPPORTED",
-        "harness-error": "HARNESS_ERROR",
-    }[verdict]
-    module, name = check_id.split("::")
-    suite, mod = module.split("/")
-    fields = dict(
-        check_id=check_id,
-        suite=suite,
-        expected=["OK"],
-        observed=kw.pop("observed", observed),
-        verdict=verdict,
-        cell=f"cell-{cell}",
-        nodeid=f"suites/{suite}/test_{mod}.py::test_{name}",
-        params={"arch": name.split("[")[1].split("-")[0], "format": name.split("-")[1][:-1]},
-        versions={"diffusers": cell, "torch": "2.13.0+cpu", "peft": "0.13.2", "python": "3.11.7"},
-        duration_s=0.5,
-    )
-    fields.update(kw)
-    return CheckRecord(**fields)  # type: ignore[arg-type]
-
-
-def write_run(folder: Path, changed: bool, message: str = "addr 0x7f00") -> Path:
-    """Four cells; STEADY_BAD breaks at 0.33.1; with ``changed`` CHANGING breaks at 0.42.1."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for cell in CELLS:
-        path = folder / f"cell-{cell}.jsonl"
-        path.unlink(missing_ok=True)
-        write_record(
-            path, CellRecord(cell=f"cell-{cell}", status="ok", versions={"diffusers": cell})
-        )
-        late = cell in ("0.33.1", "0.42.1")
-        write_record(
-            path,
-            record(
-                cell,
-                STEADY_BAD,
-                "regression" if late else "pass",
-                exc_type="KeyError" if late else None,
-                message=f"'double_blocks.0.qkv' at {message}" if late else "",
-                traceback="Traceback (most recent call last):\nKeyError: 'double_blocks'"
-                if late
-                else "",
-            ),
-        )
-        broke = changed and cell == "0.42.1"
-        write_record(
-            path,
-            record(
-                cell,
-                CHANGING,
-                "regression" if broke else "pass",
-                observed="WRONG_RESULT" if broke else "OK",
-                message="linear1 delta off by 0.03" if broke else "",
-            ),
-        )
-        write_record(path, record(cell, GREEN))
-        write_record(path, record(cell, ABSENT, "unsupported", message="no SD3 IP-Adapter"))
-    return folder
+from harness.report.write import write_report
+from tests.report.report_runs import CELLS, CHANGING, GREEN, STEADY_BAD, record, write_run
 
 
 @pytest.fixture
@@ -275,6 +206,8 @@ def test_repro_script_for_every_non_passing_result(tmp_path: Path) -> None:
         assert repro["kind"] == "rerun"
         script = (out / repro["file"]).read_text()
         assert check_id in script and cell in script and "rerun" in script.splitlines()[1]
+        lock = f"(full lock: fixtures/matrix/locks/{cell.removeprefix('cell-')}.txt)"
+        assert lock in script  # the committed lock of the cell's diffusers
         compile(script, repro["file"], "exec")
     passing = doc["checks"][0]["results"]["cell-0.30.3"]
     assert passing["verdict"] == "pass" and passing["repro"] is None

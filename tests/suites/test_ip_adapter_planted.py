@@ -5,7 +5,7 @@ Planted in the installed (newest) diffusers / in our converter, in-process:
 
 (a) an ``unload_ip_adapter`` that forgets the image encoder and the IP processors;
 (b) our converter numbering ``adapter_modules`` from 0 instead of the processor ids;
-(c) the seed-000 drift: ``load_model_dict_into_meta`` accepts only ``device_map`` while the
+(c) the device -> device_map drift: ``load_model_dict_into_meta`` accepts only ``device_map`` while the
     IP-Adapter call sites pass ``device=`` (the meta / low_cpu_mem_usage path);
 (d) the other direction for the width-swap family: a loader that re-selects the image
     encoder on a width change (the SD.Next fix) makes the swap check pass, one that
@@ -26,7 +26,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from harness.protocol.records import read_records  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "suites" / "ip_adapter"
 
 

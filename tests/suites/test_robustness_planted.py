@@ -30,12 +30,34 @@ import safetensors.torch
 import torch
 
 import harness.cell.plugin  # noqa: F401
-from harness.inputs import malformed as mf
+from harness.drivers.state_dict import PICKLE_FILES, PICKLE_PATHS
 from harness.inputs import pickles as pp
+from harness.inputs.malformed.files import (
+    FILE_CASE_IDS,
+    FILE_CASES,
+    encode,
+    flip_bit,
+    header_span,
+    parse,
+)
+from harness.inputs.malformed.lora import (
+    LORA_CASE_IDS,
+    LORA_CASES,
+    LORA_FILE_CASES,
+    LinearTarget,
+    build_lora,
+    lora_case,
+    lora_expectation,
+)
+from harness.oracles.safetensors import (
+    MAX_HEADER_BYTES,
+    RawTensor,
+    malformed_reason,
+    reference_tensors,
+)
 from harness.protocol.records import read_records
-from harness.scenarios import robustness as rp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "suites" / "robustness"
 
 FILES = "test_safetensors_files.py::test_damaged_file"
@@ -73,7 +95,7 @@ REAL_LOAD_FILE = safetensors.torch.load_file
 def salvage(blob: bytes) -> dict[str, torch.Tensor]:
     """What a lenient reader gets out of a damaged file: every tensor whose bytes are there."""
     try:
-        parsed = mf.parse(blob)
+        parsed = parse(blob)
     except Exception:  # noqa: BLE001 - the header itself is gone: nothing
         return {}
     out = {}
@@ -81,7 +103,7 @@ def salvage(blob: bytes) -> dict[str, torch.Tensor]:
         info = parsed.header[name]
         begin, end = info["data_offsets"]
         if end <= len(parsed.data):
-            raw = mf.RawTensor(info["dtype"], tuple(info["shape"]), parsed.data[begin:end])
+            raw = RawTensor(info["dtype"], tuple(info["shape"]), parsed.data[begin:end])
             out[name] = raw.to_torch()
     # keep whole modules only (both LoRA matrices present), as a careful salvager would
     stems = {k.rsplit(".", 2)[0] for k in out}
@@ -120,7 +142,7 @@ def believing_load_file(filename, device="cpu"):
 
 
 def aborting_load_file(filename, device="cpu"):
-    if int.from_bytes(Path(filename).read_bytes()[:8], "little") > mf.MAX_HEADER_BYTES:
+    if int.from_bytes(Path(filename).read_bytes()[:8], "little") > MAX_HEADER_BYTES:
         os.abort()
     return REAL_LOAD_FILE(filename, device=device)
 
@@ -199,10 +221,10 @@ def test_memory_guard_turns_huge_allocations_and_aborts_into_crash(tmp_path, mon
 
 # -- the references the checks rely on -----------------------------------------------------------
 def _base_blobs() -> dict[str, bytes]:
-    targets = [mf.LinearTarget(f"block.{i}.to_q", 16, 16) for i in range(3)]
+    targets = [LinearTarget(f"block.{i}.to_q", 16, 16) for i in range(3)]
     return {
-        "lora": mf.encode(mf.build_lora(targets), metadata={"format": "pt"}),
-        "mixed-dtypes": mf.encode(
+        "lora": encode(build_lora(targets), metadata={"format": "pt"}),
+        "mixed-dtypes": encode(
             {"a": torch.ones(3, 2, dtype=torch.float16), "b": torch.arange(5), "c": torch.zeros(0)},
             metadata={"format": "pt"},
         ),
@@ -217,30 +239,30 @@ def _real_reader_accepts(blob: bytes) -> bool:
     return True
 
 
-@pytest.mark.parametrize("case", mf.FILE_CASES, ids=mf.FILE_CASE_IDS)
+@pytest.mark.parametrize("case", FILE_CASES, ids=FILE_CASE_IDS)
 def test_reference_reader_agrees_with_table_and_safetensors(case):
     for name, original in _base_blobs().items():
         blob = case.build(original)
-        valid = mf.reference_tensors(blob) is not None
-        assert valid == case.valid, (name, mf.malformed_reason(blob))
+        valid = reference_tensors(blob) is not None
+        assert valid == case.valid, (name, malformed_reason(blob))
         if not case.memory_risky or not valid:  # the real reader validates before allocating
             assert _real_reader_accepts(blob) == valid, name
 
 
 def test_reference_reader_agrees_with_safetensors_on_every_single_bit_flip_of_the_header():
     original = _base_blobs()["mixed-dtypes"]
-    end = mf.header_span(original)[1]
+    end = header_span(original)[1]
     disagreements = []
     for bit in range(end * 8):
-        blob = mf.flip_bit(original, bit)
-        if (mf.reference_tensors(blob) is not None) != _real_reader_accepts(blob):
-            disagreements.append((bit, mf.malformed_reason(blob)))
+        blob = flip_bit(original, bit)
+        if (reference_tensors(blob) is not None) != _real_reader_accepts(blob):
+            disagreements.append((bit, malformed_reason(blob)))
     assert not disagreements
 
 
 def test_reference_tensors_equal_what_safetensors_reads():
     blob = _base_blobs()["mixed-dtypes"]
-    ours = mf.reference_tensors(blob)
+    ours = reference_tensors(blob)
     theirs = safetensors.torch.load(blob)
     assert ours is not None and ours.keys() == theirs.keys()
     for key, value in theirs.items():
@@ -260,22 +282,22 @@ def test_payload_runs_when_unpickled_without_restrictions(tmp_path, variant):
 
 
 def test_lora_reference_predicts_known_cases():
-    targets = [mf.LinearTarget("m.to_q", 4, 3), mf.LinearTarget("m.to_k", 4, 3)]
-    good = mf.lora_expectation(mf.build_lora(targets), targets)
+    targets = [LinearTarget("m.to_q", 4, 3), LinearTarget("m.to_k", 4, 3)]
+    good = lora_expectation(build_lora(targets), targets)
     assert good.fully_valid and not good.stray and len(good.modules) == 2
-    collided = mf.lora_expectation(
-        mf.LORA_CASES[0].build(targets) | mf.build_lora(targets, scheme="old"), targets
+    collided = lora_expectation(
+        LORA_CASES[0].build(targets) | build_lora(targets, scheme="old"), targets
     )
     assert not collided.fully_valid
     assert all(acc.report for accs in collided.modules.values() for acc in accs)
-    empty = mf.lora_expectation({}, targets)
+    empty = lora_expectation({}, targets)
     assert empty.nothing and not empty.fully_valid
-    half = mf.lora_expectation(mf.lora_case("half-pair-no-up").build(targets), targets)
+    half = lora_expectation(lora_case("half-pair-no-up").build(targets), targets)
     assert [a.delta for a in half.modules["m.to_q"]] == [None]
 
 
 def test_every_path_and_case_is_named_in_the_tables():
-    assert len(set(mf.FILE_CASE_IDS)) == len(mf.FILE_CASES)
-    assert len(set(mf.LORA_CASE_IDS)) == len(mf.LORA_CASES)
-    assert set(mf.LORA_FILE_CASES) <= set(mf.LORA_CASE_IDS)
-    assert set(rp.PICKLE_FILES) == set(rp.PICKLE_PATHS)
+    assert len(set(FILE_CASE_IDS)) == len(FILE_CASES)
+    assert len(set(LORA_CASE_IDS)) == len(LORA_CASES)
+    assert set(LORA_FILE_CASES) <= set(LORA_CASE_IDS)
+    assert set(PICKLE_FILES) == set(PICKLE_PATHS)

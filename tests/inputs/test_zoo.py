@@ -3,7 +3,7 @@
 What they pin down: copies are independent (a check that mutates its pipeline cannot leak
 into the next), weights are deterministic and non-trivial, a missing class is
 UNSUPPORTED, and the smoke determinism check really turns to "regression" when
-determinism breaks (BRIEF section 5: a check that cannot be shown to fail is not done).
+determinism breaks (a check that cannot be shown to fail is not done).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from harness.inputs.models.run import run_step  # noqa: E402
 from harness.inputs.models.zoo import Zoo, deep_copy  # noqa: E402
 from harness.protocol.records import read_records  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "suites" / "smoke" / "test_pipelines.py"
 
 

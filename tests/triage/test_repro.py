@@ -21,9 +21,9 @@ import harness.cli
 from harness.matrix import cellenv
 from harness.protocol import repro
 from harness.protocol.records import read_records
-from harness.report import write_report
+from harness.report.write import write_report
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: A check whose scenario is a real property of the installed library, and whose
 #: standalone body says so: the installed diffusers version compared with a pin (read

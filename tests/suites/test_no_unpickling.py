@@ -28,7 +28,7 @@ import torch
 
 from harness.inputs import pickles as pp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("harness", "suites")
 
 #: Calls that unpickle without restrictions, by dotted name after alias resolution.
@@ -203,7 +203,7 @@ def _caller(module: str, qualname: str, fn: Callable[..., Any]) -> Callable[[Pat
         return lambda path: fn(path)
     raise AssertionError(
         f"{module}.{qualname} calls torch.load but the runtime check does not know how to "
-        "call it: add it to READERS in tests/test_no_unpickling.py"
+        "call it: add it to READERS in tests/suites/test_no_unpickling.py"
     )
 
 

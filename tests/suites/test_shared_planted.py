@@ -1,4 +1,4 @@
-"""Planted bugs for suites/shared (seed 001): each check family turns red when diffusers
+"""Planted bugs for suites/shared: each check family turns red when diffusers
 misbehaves the way the check exists to catch, and stays green on the unpatched library.
 
 Runs the real suite checks in-process (``pytest.main`` with ``-k``, no compile checks)
@@ -25,7 +25,7 @@ pytest.importorskip("peft")
 
 from harness.protocol.records import read_records  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / "suites" / "shared"
 
 CHECKS = {

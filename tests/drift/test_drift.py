@@ -1,7 +1,7 @@
 """Self-tests of the static drift checks (harness/drift, suites/drift, `adapter-compat drift`).
 
 Fast and offline: every package is a few files written to tmp_path; nothing imports torch
-or diffusers. The planted bug is seed 000's: a callee renamed ``device`` to ``device_map``
+or diffusers. The planted bug is the real one of 0.33: a callee renamed ``device`` to ``device_map``
 while callers kept passing ``device=``.
 """
 
@@ -38,7 +38,7 @@ from harness.drift.timeline import build_timeline, timeline_data
 from harness.errors import UsageError
 from harness.protocol.outcomes import Outcome, Verdict, verdict_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:
@@ -98,7 +98,7 @@ def test_fake_package_device_drift_flagged_at_file_line(tmp_path: Path) -> None:
     assert result.checked == {"fakepkg": 2}
 
 
-# -- 2. a package laid out like diffusers 0.33.0.dev (seed 000) ------------------------------
+# -- 2. a package laid out like diffusers 0.33.0.dev (device -> device_map) ------------------------------
 SEED_LAYOUT = {
     "diffusers/__init__.py": '__version__ = "0.33.0.dev0"\n',
     "diffusers/models/__init__.py": "",
@@ -172,7 +172,7 @@ def seed_tree(root: Path, device_arg: str) -> Path:
     )
 
 
-def test_diffusers_layout_seed000_flagged_in_every_loader(tmp_path: Path) -> None:
+def test_diffusers_layout_device_map_drift_flagged_in_every_loader(tmp_path: Path) -> None:
     root = seed_tree(tmp_path, "device=device")
     result = run_scan(root, "diffusers")
     flagged = {(m.file, m.line) for m in result.mismatches}

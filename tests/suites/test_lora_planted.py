@@ -1,10 +1,10 @@
 """Planted bugs: each LoRA check family must turn red when diffusers misbehaves the way the
-check exists to catch, and stay green on the unpatched library (BRIEF section 5).
+check exists to catch, and stay green on the unpatched library (a check that cannot be shown to fail is not a check).
 
 Runs the real suite checks in-process (``pytest.main`` on suites/lora with ``-k``) against a
 monkeypatched diffusers (the newest cell's), then reads the verdicts from the records:
 
-a. an all-or-none Q/K/V assertion in Flux's LoRA conversion (InvokeAI, seed 004)
+a. an all-or-none Q/K/V assertion in Flux's LoRA conversion (InvokeAI's partial Q/K/V crash)
 b. a converter that silently drops a key
 c. alpha ignored in the scaling
 d. a loader that pops from the caller's dict
@@ -31,7 +31,7 @@ pytest.importorskip("peft")
 
 from harness.protocol.records import read_records  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LORA = ROOT / "suites" / "lora"
 BLOCKS = r"^transformer\.(double|single)_blocks\."
 

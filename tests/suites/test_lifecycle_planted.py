@@ -1,4 +1,4 @@
-"""Planted bugs for the lifecycle checks (BRIEF section 5), in the newest cell, in-process.
+"""Planted bugs for the lifecycle checks in the newest cell, in-process.
 
 (a) a hot-swap that copies lora_A but keeps the old lora_B of one layer (patched at the
     seam diffusers calls: ``peft.utils.hotswap.hotswap_adapter_from_state_dict``, imported
@@ -29,7 +29,7 @@ pytest.importorskip("peft.utils.hotswap")
 
 from harness.protocol.records import read_records  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "suites" / "lifecycle"
 HOTSWAP = "test_hotswap.py::test_hotswap[sd15-equal-rank]"
 IP_SWAP = "test_hotswap.py::test_ip_swap[sd15-same]"

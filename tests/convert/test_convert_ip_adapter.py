@@ -1,4 +1,4 @@
-"""The training-layout converter and ``adapter-compat convert-ip-adapter`` (seed 003).
+"""The training-layout converter and ``adapter-compat convert-ip-adapter`` .
 
 The converter's report on a doctored checkpoint names exactly the doctored keys and the
 command refuses to write; clean checkpoints of every variant and both numberings convert

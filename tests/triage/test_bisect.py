@@ -196,21 +196,33 @@ def test_nodeid_for(tmp_path: Path) -> None:
     assert bisect.nodeid_for("a/b::c", report, root=tmp_path) == "suites/a/K.py::T::test_c"
 
 
+def report_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """``adapter-compat report`` of a synthetic run (STEADY_BAD breaks at 0.33.1)."""
+    import harness.cli
+    from tests.report.report_runs import write_run
+
+    monkeypatch.setattr(harness.cli, "COMMANDS", ("report",))
+    out = tmp_path / "o"
+    results = write_run(tmp_path / "r", False)
+    argv = ["report", str(results), "--out", str(out), "--reports-root", str(tmp_path / "x")]
+    assert harness.cli.main([*argv, "--no-baseline"]) == 0
+    return out
+
+
 def test_reports_and_drafts_name_the_bisected_release(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.report import write_report
+    """The command reads the bisect cache and hands it to the report, which never
+    imports triage; the drafts get the same mapping."""
     from harness.triage.filing import build_drafts
-    from tests.test_report_headline import STEADY_BAD, write_run
+    from tests.report.report_runs import STEADY_BAD
 
     cache = tmp_path / "cache"
     bisect.save_cache(
         {"first_bad": {STEADY_BAD: {"first_bad": "0.33.0", "last_good": "0.32.2"}}}, cache
     )
     monkeypatch.setattr(bisect, "CACHE", cache)
-    out = write_report(
-        [write_run(tmp_path / "r", False)], tmp_path / "o", False, tmp_path / "x", baseline=None
-    )
+    out = report_cli(monkeypatch, tmp_path)
     doc = json.loads((out / "compat.json").read_text())
     check = next(c for c in doc["checks"] if c["check_id"] == STEADY_BAD)
     assert (check["first_bad"], check["bisected_first_bad"]) == ("0.33.1", "0.33.0")
@@ -218,3 +230,36 @@ def test_reports_and_drafts_name_the_bisected_release(
     (draft,) = build_drafts(doc, bisected=bisect.known_first_bad())
     assert draft.title.endswith("since diffusers 0.33.0")
     assert "**0.33.0** (bisected over released versions" in draft.body
+
+
+def test_report_keeps_only_bisections_of_checks_that_break(tmp_path: Path) -> None:
+    from harness.report.write import write_report
+    from tests.report.report_runs import GREEN, STEADY_BAD, write_run
+
+    out = write_report(
+        [write_run(tmp_path / "r", False)],
+        tmp_path / "o",
+        False,
+        tmp_path / "x",
+        baseline=None,
+        first_bad={STEADY_BAD: "0.33.0", GREEN: "0.31.0", "gone::x": "0.30.3"},
+    )
+    doc = json.loads((out / "compat.json").read_text())
+    bisected = {c["check_id"]: c["bisected_first_bad"] for c in doc["checks"]}
+    assert bisected[STEADY_BAD] == "0.33.0" and bisected[GREEN] is None
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"first_bad": []}', "not json"])
+def test_a_broken_bisect_cache_never_stops_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    from harness.commands.bisect import cached_first_bad
+
+    cache = tmp_path / "cache"
+    (cache / "bisect").mkdir(parents=True)
+    (cache / "bisect" / "verdicts.json").write_text(content)
+    monkeypatch.setattr(bisect, "CACHE", cache)
+    assert cached_first_bad() == {}
+    out = report_cli(monkeypatch, tmp_path)
+    doc = json.loads((out / "compat.json").read_text())
+    assert all(c["bisected_first_bad"] is None for c in doc["checks"])

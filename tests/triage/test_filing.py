@@ -20,7 +20,7 @@ import pytest
 
 import harness.cli
 from harness.protocol.records import write_record
-from harness.report import write_report
+from harness.report.write import write_report
 from harness.triage.filing.drafts import (
     FINGERPRINT_MARK,
     MAX_BODY,
@@ -29,7 +29,7 @@ from harness.triage.filing.drafts import (
     find_mark,
     fingerprint,
 )
-from tests.test_report_headline import CHANGING, STEADY_BAD, record, write_run
+from tests.report.report_runs import CHANGING, STEADY_BAD, record, write_run
 
 TOKEN = "ghp_test_token"
 REPO = "acme/diffusers-compat"

@@ -26,7 +26,7 @@ from harness.inputs.checkpoints.ip_adapter import (  # noqa: E402
 )
 from harness.protocol.records import read_records  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _meta_unet(config: dict) -> object:

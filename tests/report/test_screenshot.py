@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import write_report
 from harness.report.screenshot import dump_dom, find_chromium, screenshot, shown_rows
-from tests.test_report_headline import CHANGING, GREEN, STEADY_BAD, write_run
+from harness.report.write import write_report
+from tests.report.report_runs import CHANGING, GREEN, STEADY_BAD, write_run
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(

@@ -15,9 +15,9 @@ import pytest
 
 import harness.cli
 from harness.protocol.records import CellRecord, CheckRecord, write_record
-from harness.report import write_report
 from harness.report.grid import build_model, load_model
 from harness.report.render_md import MAX_CHARS, render_markdown
+from harness.report.write import write_report
 
 XSS = "bad key <script>alert('x')</script> & more"
 
