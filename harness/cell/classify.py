@@ -86,13 +86,34 @@ CRASH_MESSAGE_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"shapes cannot be multiplied"),
     re.compile(r"The size of tensor a \(\d+\) must match the size of tensor b"),
     re.compile(r"Expected all tensors to be on the same device"),
+    # a convolution fed the wrong width: "Given groups=1, weight of size [...], expected
+    # input[...] to have 4 channels, but got 8 channels instead"
+    re.compile(r"Given groups=\d+, weight of size"),
     re.compile(r"^\s*$"),
+)
+
+#: A ``TypeError`` about the library's own call signatures: one of its functions called
+#: another with a keyword or arity it no longer takes (the ``device`` -> ``device_map``
+#: signature drift). The caller passed nothing wrong, so this is never a clear rejection.
+SIGNATURE_DRIFT_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"got an unexpected keyword argument"),
+    re.compile(r"missing \d+ required (positional|keyword-only) argument"),
+    re.compile(r"takes \d+ positional arguments? but \d+ (were|was) given"),
+    re.compile(r"got multiple values for argument"),
+)
+
+#: Messages that say nothing a user can act on, whatever names they contain: diffusers'
+#: "Incompatible keys detected" lists keys it could not place without saying why.
+UNCLEAR_MESSAGE_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"Incompatible keys detected", re.IGNORECASE),
 )
 
 
 def classify_exception(exc: BaseException, names: Iterable[str] = ()) -> tuple[Outcome, str]:
-    """Classify a library exception; ``names`` are strings a clear message must mention
-    (e.g. the offending checkpoint keys). Returns the outcome and a one-line reason."""
+    """Classify a library exception; ``names`` are keys or module paths *of the case*
+    that a clear message must mention in full (a shared suffix such as ``attn1.to_q`` or a
+    generic word such as "rank" or "shape" is not enough). Returns the outcome and a
+    one-line reason."""
     message = str(exc)
     if isinstance(exc, CRASH_TYPES):
         return Outcome.CRASH, f"{type(exc).__name__} is not a clear rejection"
@@ -102,18 +123,39 @@ def classify_exception(exc: BaseException, names: Iterable[str] = ()) -> tuple[O
     for pattern in CRASH_MESSAGE_PATTERNS:
         if pattern.search(message):
             return Outcome.CRASH, f"late failure: {pattern.pattern!r}"
+    if isinstance(exc, TypeError):
+        for pattern in SIGNATURE_DRIFT_PATTERNS:
+            if pattern.search(message):
+                return Outcome.CRASH, "signature drift: the library called itself wrongly"
+    for pattern in UNCLEAR_MESSAGE_PATTERNS:
+        if pattern.search(message):
+            return Outcome.UNCLEAR_ERROR, f"message says only {pattern.pattern!r}"
     names = [n for n in names if n]
     if names and not any(_mentions(message, n) for n in names):
         return Outcome.UNCLEAR_ERROR, "message names none of: " + ", ".join(sorted(names)[:5])
     return Outcome.CLEAR_ERROR, "clear rejection"
 
 
+#: Key suffixes that name a LoRA tensor, not a module: a message naming the module path in
+#: front of them names the key.
+_TENSOR_SUFFIXES = re.compile(
+    r"\.(lora_(A|B|down|up|magnitude_vector)|lora(1|2)?\.(down|up)|alpha|dora_scale)"
+    r"(\.(weight|bias|default))?$"
+)
+
+
 def _mentions(message: str, name: str) -> bool:
-    """A key counts as named when it, or its last dotted components, appear in the message."""
+    """``name`` (a key or a module path) counts as named when it appears in full, or its
+    module path does (the key less its tensor suffix, e.g. ``.lora_down.weight``). Never
+    by a shared tail: ``attn1.to_q`` is in every block."""
     if name in message:
         return True
-    parts = name.split(".")
-    return any(".".join(parts[i:]) in message for i in range(1, max(1, len(parts) - 2)))
+    module = _TENSOR_SUFFIXES.sub("", name)
+    return module != name and module in message
+
+
+#: Outcomes that say nothing about the library: in an exception group a finding wins.
+_NOT_FINDINGS = frozenset({Outcome.HARNESS_ERROR, Outcome.NOT_RUN, Outcome.UNSUPPORTED})
 
 
 def outcome_of(exc: BaseException | None) -> tuple[Outcome, str]:
@@ -122,8 +164,9 @@ def outcome_of(exc: BaseException | None) -> tuple[Outcome, str]:
         return Outcome.OK, ""
     if isinstance(exc, BaseExceptionGroup):  # hypothesis reports several distinct failures
         outcomes = [outcome_of(sub) for sub in exc.exceptions]
-        findings = [o for o in outcomes if o[0] is not Outcome.HARNESS_ERROR]
-        return (findings or outcomes)[0]
+        findings = [o for o in outcomes if o[0] not in _NOT_FINDINGS]
+        ours = [o for o in outcomes if o[0] is Outcome.HARNESS_ERROR]
+        return (findings or ours or outcomes)[0]
     if isinstance(exc, Unsupported):
         return Outcome.UNSUPPORTED, str(exc)
     if isinstance(exc, NotRun):

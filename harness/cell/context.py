@@ -24,6 +24,9 @@ from harness.cell.classify import (
 )
 from harness.protocol.outcomes import Outcome
 
+#: Outcomes that are a rejection of the input rather than a crash.
+REJECTIONS = frozenset({Outcome.CLEAR_ERROR, Outcome.UNCLEAR_ERROR})
+
 #: Loggers whose warnings count as "the library reported it" (e.g. unexpected LoRA keys).
 LIBRARY_LOGGERS = ("diffusers", "peft", "transformers", "accelerate", "huggingface_hub")
 
@@ -45,11 +48,28 @@ class CheckContext:
         self.params: dict[str, Any] = {}
         self.details: dict[str, Any] = {}
         self.library_messages: list[str] = []
+        self.input_valid = False
 
     # -- declarations -------------------------------------------------------------------
     def expect(self, *outcomes: Outcome) -> None:
         """Declare the acceptable outcome(s); the default is ``OK``."""
         self.expected = set(outcomes)
+
+    def valid_input(self, what: str = "") -> None:
+        """Declare that this check feeds the library valid input (a complete, well-formed
+        file of a format it has a loader for; a documented, valid call): a rejection of it,
+        however clearly worded, is ``REFUSED`` (a finding), never a pass. ``what`` says
+        what the input is, for the record."""
+        self.input_valid = True
+        self.details["input"] = what or "valid"
+
+    def may_reject(self, why: str = "") -> None:
+        """From here on the input is one the library may refuse, clearly (a partial file, a
+        stray key, a swap the semantics do not promise): OK or CLEAR_ERROR pass."""
+        self.input_valid = False
+        self.expected = {Outcome.OK, Outcome.CLEAR_ERROR}
+        if why:
+            self.details["input"] = why
 
     def param(self, **params: Any) -> None:
         """Attach parameters to the record (format, architecture, ...) for grid filters."""
@@ -84,11 +104,15 @@ class CheckContext:
         raise Finding(outcome, message)
 
     @contextlib.contextmanager
-    def library_call(self, names: Iterable[str] = ()) -> Iterator[list[str]]:
+    def library_call(self, names: Iterable[str] = (), late: bool = False) -> Iterator[list[str]]:
         """Run library code: its exceptions are classified (clear / unclear / crash) and its
         warnings (``warnings`` and library loggers) are captured into the yielded list.
 
-        ``names``: strings a clear error message must mention (e.g. offending keys).
+        ``names``: keys or module paths *of this case* a clear error message must mention.
+        After :meth:`valid_input`, a rejection (clear or not) is ``REFUSED``.
+        ``late=True`` marks a call after the point where the library should already have
+        rejected the input (inference after a load that must fail): any error there is a
+        late failure (``CRASH``), whatever its type or wording.
         """
         captured: list[str] = []
         handler = _ListHandler(captured)
@@ -104,6 +128,12 @@ class CheckContext:
                     raise
                 except Exception as exc:  # noqa: BLE001 - classification is the point
                     outcome, reason = classify_exception(exc, names)
+                    if late:
+                        outcome = Outcome.CRASH
+                        reason = f"late failure: {type(exc).__name__} after the load succeeded"
+                    elif self.input_valid and outcome in REJECTIONS:
+                        reason = f"valid input refused ({outcome.value.lower()}: {reason})"
+                        outcome = Outcome.REFUSED
                     raise LibraryError(exc, outcome, reason) from exc
                 finally:
                     captured.extend(f"{w.category.__name__}: {w.message}" for w in caught)

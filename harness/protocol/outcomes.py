@@ -15,6 +15,7 @@ class Outcome(StrEnum):
 
     OK = "OK"
     CLEAR_ERROR = "CLEAR_ERROR"  # a documented exception type with a message naming the problem
+    REFUSED = "REFUSED"  # valid input rejected (clearly or not): support a user does not get
     CRASH = "CRASH"  # unexpected exception type (AssertionError, bare KeyError, matmul shape ...)
     SILENT_NOOP = "SILENT_NOOP"  # the call was accepted and changed nothing
     DROPPED_KEYS = "DROPPED_KEYS"  # some checkpoint keys had no effect and no warning
@@ -31,7 +32,12 @@ class Outcome(StrEnum):
 
 class Verdict(StrEnum):
     PASS = "pass"
+    #: Red where the row passed in an older cell (or in the baseline): support was lost.
     REGRESSION = "regression"
+    #: Red in a row that never passed: not a regression. Cells only ever record
+    #: ``regression``; the report, which sees every cell, calls a red row "broken" until a
+    #: pass precedes it (:func:`harness.report.grid.build_model`).
+    BROKEN = "broken"
     UNSUPPORTED = "unsupported"
     HARNESS_ERROR = "harness-error"
     SKIPPED = "skipped"

@@ -23,7 +23,9 @@ from harness.report.grid import FAILED_CELL_STATUSES, STATE_CELL_FAILED, ReportM
 READABLE_SCHEMAS = (1, 2)
 
 REGRESSION = Verdict.REGRESSION.value
+BROKEN = Verdict.BROKEN.value
 PASS = Verdict.PASS.value
+RED = frozenset({REGRESSION, BROKEN})
 
 #: Change kinds, in headline order.
 NEW_REGRESSION = "new-regression"
@@ -40,9 +42,9 @@ class State:
     exc_type: str | None = None
 
     def describe(self) -> str:
-        if self.verdict == REGRESSION and self.observed:
+        if self.verdict in RED and self.observed:
             exc = f", {self.exc_type}" if self.exc_type else ""
-            return f"regression ({self.observed}{exc})"
+            return f"{self.verdict} ({self.observed}{exc})"
         return self.verdict
 
 
@@ -299,11 +301,14 @@ def compare(model: ReportModel, baseline: Baseline) -> Changes:
 
 
 def _kind(before: State | None, after: State | None) -> str | None:
-    if after is not None and after.verdict == REGRESSION:
-        if before is not None and before.verdict == REGRESSION and _same_failure(before, after):
-            return None  # same regression; only the message (addresses, timings) moved
-        return NEW_REGRESSION
-    if before is not None and before.verdict == REGRESSION and after is not None:
+    if after is not None and after.verdict in RED:
+        if before is not None and before.verdict in RED and _same_failure(before, after):
+            return None  # same failure; only the message (addresses, timings) moved
+        if after.verdict == REGRESSION:
+            return NEW_REGRESSION
+        # broken: it never passed in an older cell; news only if it was something else here
+        return OTHER if before is not None and before.verdict != after.verdict else None
+    if before is not None and before.verdict in RED and after is not None:
         return FIXED if after.verdict == PASS else OTHER
     if before is None:
         # A check new to this cell: only a harness error (our bug) is news besides a

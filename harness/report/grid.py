@@ -39,6 +39,9 @@ KNOWN_OTHER_KINDS = frozenset({"session"})
 #: Reading warnings kept (and printed) at most; the rest are counted.
 MAX_WARNINGS = 20
 
+#: Verdicts that are red: the library did not do what the check expects.
+RED_VERDICTS = frozenset({Verdict.REGRESSION.value, Verdict.BROKEN.value})
+
 #: Grid states that are not verdicts.
 STATE_MISSING = "missing"  # no record for this check in this cell
 STATE_CELL_FAILED = "cell-failed"  # no record, and the cell failed to install / crashed
@@ -47,6 +50,7 @@ STATE_CELL_FAILED = "cell-failed"  # no record, and the cell failed to install /
 SYMBOLS: dict[str, str] = {
     Verdict.PASS.value: "✅",
     Verdict.REGRESSION.value: "❌",
+    Verdict.BROKEN.value: "⛔",
     Verdict.UNSUPPORTED.value: "➖",
     Verdict.HARNESS_ERROR.value: "⚠️",
     Verdict.SKIPPED.value: "⏭",
@@ -56,7 +60,8 @@ SYMBOLS: dict[str, str] = {
 
 LEGEND: dict[str, str] = {
     Verdict.PASS.value: "pass",
-    Verdict.REGRESSION.value: "regression (observed outcome is not the expected one)",
+    Verdict.REGRESSION.value: "regression (not the expected outcome, where an older version passed: support lost)",
+    Verdict.BROKEN.value: "broken (not the expected outcome, and no older version passed either)",
     Verdict.UNSUPPORTED.value: "unsupported (the API does not exist in this version)",
     Verdict.HARNESS_ERROR.value: "harness error (a bug in the harness, not a library finding)",
     Verdict.SKIPPED.value: "skipped (a prerequisite is missing here, e.g. CUDA or a real checkpoint)",
@@ -335,6 +340,7 @@ def build_model(
     ordered_cells = sorted(cells.values(), key=Cell.sort_key)
     ordered_rows = sorted(rows.values(), key=lambda r: (r.suite, r.check_id))
     for row in ordered_rows:
+        _broken_until_passed(row, ordered_cells)
         _first_pass_and_regression(row, ordered_cells)
         _breaks(row, ordered_cells)
     return ReportModel(
@@ -407,14 +413,57 @@ def _merge_check_record(
     )
 
 
-def _breaks(row: CheckRow, cells: Sequence[Cell]) -> None:
-    """pass -> regression transitions between consecutive *tested* versions, per torch
-    axis (cells with other verdicts, e.g. unsupported, are stepped over)."""
+def _columns(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """Cells per torch axis, each in ascending diffusers order."""
     by_torch: dict[str | None, list[Cell]] = {}
     for cell in cells:
         by_torch.setdefault(cell.torch, []).append(cell)
+    return list(by_torch.values())
+
+
+def _broken_until_passed(row: CheckRow, cells: Sequence[Cell]) -> None:
+    """Cells record every red result as ``regression``; only a row that passed in an
+    older cell of the same torch axis has regressed. Before its first pass it is
+    ``broken`` (red, but nothing was lost)."""
+    for column in _columns(cells):
+        passed = False
+        for cell in column:
+            result = row.results.get(cell.name)
+            if result is None:
+                continue
+            if result.verdict == Verdict.PASS.value:
+                passed = True
+            elif result.verdict == Verdict.REGRESSION.value and not passed:
+                result.verdict = Verdict.BROKEN.value
+
+
+def promote_with_baseline(model: ReportModel, passed_before: set[tuple[str, str]]) -> int:
+    """A ``broken`` result whose (check, cell) passed in the baseline report has regressed
+    since: make it a ``regression``. Returns how many were promoted."""
+    promoted = 0
+    for row in model.checks:
+        changed = False
+        for cell_name, result in row.results.items():
+            if (
+                result.verdict == Verdict.BROKEN.value
+                and (row.check_id, cell_name) in passed_before
+            ):
+                result.verdict = Verdict.REGRESSION.value
+                changed = promoted = promoted + 1
+        if changed:
+            row.first_pass = row.first_pass_cell = None
+            row.first_regression = row.first_regression_cell = None
+            row.regressed_in = []
+            _first_pass_and_regression(row, model.cells)
+            _breaks(row, model.cells)
+    return promoted
+
+
+def _breaks(row: CheckRow, cells: Sequence[Cell]) -> None:
+    """pass -> regression transitions between consecutive *tested* versions, per torch
+    axis (cells with other verdicts, e.g. unsupported, are stepped over)."""
     found: list[Break] = []
-    for column in by_torch.values():
+    for column in _columns(cells):
         previous: tuple[str, Cell] | None = None
         for cell in column:
             result = row.results.get(cell.name)
@@ -437,8 +486,8 @@ def _breaks(row: CheckRow, cells: Sequence[Cell]) -> None:
 
 def _first_pass_and_regression(row: CheckRow, cells: Sequence[Cell]) -> None:
     """first_pass: lowest version where the check passes. first_regression: first version
-    (ascending) with a regression after a pass in an earlier column. regressed_in: every
-    version with a regression, passed before or not."""
+    (ascending) with a regression (red after a pass in an earlier column). regressed_in:
+    every version where it is a regression (``broken`` cells are not)."""
     passed_before = False
     for cell in cells:
         result = row.results.get(cell.name)

@@ -67,7 +67,7 @@ def cell_xml(model: ReportModel, cell: Cell) -> str:
         body = result.traceback or result.message
         if repro is not None:
             body = f"{body}\n\nreproduce: {repro.command}".strip()
-        if result.verdict == Verdict.REGRESSION.value:
+        if result.verdict in (Verdict.REGRESSION.value, Verdict.BROKEN.value):
             counts["failures"] += 1
             node = ET.SubElement(
                 case, "failure", type=_clean(result.observed), message=_clean(headline)

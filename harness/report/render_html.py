@@ -44,7 +44,7 @@ MAX_FILTER_VALUES = 40
 MAX_PARAM_FILTERS = 5
 
 #: Verdicts whose panels embed the repro script (others link to the file).
-_FINDING_STATES = (Verdict.REGRESSION.value, Verdict.HARNESS_ERROR.value)
+_FINDING_STATES = (Verdict.REGRESSION.value, Verdict.BROKEN.value, Verdict.HARNESS_ERROR.value)
 
 
 def environment() -> Environment:

@@ -27,7 +27,7 @@ from harness.report.grid import (
 #: GitHub's limit on an issue/comment body.
 MAX_CHARS = 65_536
 
-_FINDINGS = {Verdict.REGRESSION.value, Verdict.HARNESS_ERROR.value}
+_FINDINGS = {Verdict.REGRESSION.value, Verdict.BROKEN.value, Verdict.HARNESS_ERROR.value}
 _MESSAGE_CHARS = 300
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}<>|#!~&])")
 
@@ -130,6 +130,7 @@ def _render(
         f"Generated {escape(model.generated_at)} by adapter-compat {__version__} from "
         f"{len(model.inputs)} record file(s): **{len(model.checks)} checks × "
         f"{len(model.cells)} cells**, {totals.get('regression', 0)} ❌ regression(s), "
+        f"{totals.get('broken', 0)} ⛔ broken (never passed), "
         f"{totals.get('harness-error', 0)} ⚠️ harness error(s), "
         f"{sum(1 for c in model.cells if c.failed)} 💥 failed cell(s)."
     )
@@ -294,13 +295,13 @@ def _trend(out: _Out, model: ReportModel) -> None:
         return
     out.add("## Trend")
     out.add()
-    out.add("| run | ✅ pass | ❌ regression | ⚠️ harness error | 💥 cell failed |")
-    out.add("|---|--:|--:|--:|--:|")
+    out.add("| run | ✅ pass | ❌ regression | ⛔ broken | ⚠️ harness error | 💥 cell failed |")
+    out.add("|---|--:|--:|--:|--:|--:|")
     for point in points:
         name = escape(point.run or point.generated_at) + (" (this run)" if point.current else "")
         t = point.totals
         out.add(
-            f"| {name} | {t.get('pass', 0)} | {t.get('regression', 0)} | "
+            f"| {name} | {t.get('pass', 0)} | {t.get('regression', 0)} | {t.get('broken', 0)} | "
             f"{t.get('harness-error', 0)} | {t.get('cell-failed', 0)} |"
         )
     out.add()

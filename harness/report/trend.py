@@ -21,6 +21,7 @@ MAX_POINTS = 60
 #: Series drawn, top to bottom: (count key, label, colour).
 SERIES: tuple[tuple[str, str, str], ...] = (
     ("regression", "regressions", "#cf222e"),
+    ("broken", "broken (never passed)", "#8250df"),
     ("pass", "passes", "#1a7f37"),
 )
 

@@ -22,7 +22,7 @@ from harness.protocol import repro
 from harness.report import trend
 from harness.report.diff import compare, load_baseline, previous_run
 from harness.report.drift import load_drift
-from harness.report.grid import ReportModel, load_model
+from harness.report.grid import ReportModel, load_model, promote_with_baseline
 from harness.report.junit import render_junit
 from harness.report.render_html import render_html
 from harness.report.render_json import render_json
@@ -98,6 +98,8 @@ def enrich(
     elif baseline is not None:
         base = load_baseline(baseline)
     if base is not None:
+        passed = {key for key, state in base.states.items() if state.verdict == "pass"}
+        promote_with_baseline(model, passed)
         model.changes = compare(model, base)
     carried = trend.from_history(base.history) if base is not None else []
     if base is not None and base.generated_at:

@@ -50,11 +50,26 @@ def test_verdict_table(expected, observed, verdict):
             Outcome.CRASH,
         ),
         (RuntimeError(""), [], Outcome.CRASH),
-        (
+        (  # signature drift: the library called itself with a keyword it no longer takes
             TypeError("load_model_dict_into_meta() got an unexpected keyword argument 'device'"),
             [],
-            Outcome.CLEAR_ERROR,
+            Outcome.CRASH,
         ),
+        (TypeError("f() missing 1 required positional argument: 'x'"), [], Outcome.CRASH),
+        (
+            RuntimeError(
+                "Given groups=1, weight of size [32, 8, 3, 3], expected input[1, 4, 32, 32] "
+                "to have 8 channels, but got 4 channels instead"
+            ),
+            [],
+            Outcome.CRASH,
+        ),
+        (  # names the key, but says nothing a user can act on
+            ValueError("Incompatible keys detected: lora_unet_x.alpha"),
+            ["lora_unet_x.alpha"],
+            Outcome.UNCLEAR_ERROR,
+        ),
+        (TypeError("rank must be an int, got str"), [], Outcome.CLEAR_ERROR),
         (SystemError("weird"), [], Outcome.CRASH),
     ],
 )
@@ -67,12 +82,54 @@ def test_format_errors_of_other_packages_are_clear():
     assert classify_exception(SafetensorError("header too large"))[0] is Outcome.CLEAR_ERROR
 
 
-def test_names_match_on_key_suffix():
+def test_a_shared_suffix_does_not_name_the_key():
+    """``img_attn.qkv`` is in every double block: it names nothing of *this* case."""
     exc = ValueError("no module for img_attn.qkv.lora_down.weight")
-    assert (
-        classify_exception(exc, ["lora_unet_double_blocks_0.img_attn.qkv.lora_down.weight"])[0]
-        is Outcome.CLEAR_ERROR
-    )
+    name = "transformer.double_blocks.0.img_attn.qkv.lora_down.weight"
+    assert classify_exception(exc, [name])[0] is Outcome.UNCLEAR_ERROR
+
+
+def test_generic_words_do_not_make_a_message_clear():
+    exc = ValueError("invalid rank: unexpected shape")
+    name = "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"
+    assert classify_exception(exc, [name])[0] is Outcome.UNCLEAR_ERROR
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "unexpected key lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",
+        "module lora_unet_down_blocks_0_attentions_0_proj_in has no base layer",
+    ],
+)
+def test_the_full_key_or_its_module_path_names_the_case(message):
+    name = "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight"
+    assert classify_exception(ValueError(message), [name])[0] is Outcome.CLEAR_ERROR
+
+
+def test_valid_input_refused_is_refused_not_a_pass():
+    """A clean ValueError on a complete, well-formed file is support the user does not get."""
+    from harness.cell.context import CheckContext
+
+    ctx = CheckContext()
+    ctx.valid_input("complete kohya sd15 file")
+    with pytest.raises(LibraryError) as info, ctx.library_call(names=["lora_unet_x"]):
+        raise ValueError("lora_unet_x: this format is not supported")
+    assert info.value.outcome is Outcome.REFUSED
+    assert verdict_for(ctx.expected, info.value.outcome) is Verdict.REGRESSION
+    with pytest.raises(LibraryError) as crash, ctx.library_call():
+        raise KeyError("double_blocks.0")
+    assert crash.value.outcome is Outcome.CRASH  # a crash stays a crash
+
+
+def test_an_error_after_the_load_is_a_late_failure_whatever_its_type():
+    from harness.cell.context import CheckContext
+
+    ctx = CheckContext()
+    with pytest.raises(LibraryError) as info, ctx.library_call(late=True):
+        raise ValueError("image embeddings have width 1280, expected 1024")
+    assert info.value.outcome is Outcome.CRASH
+    assert "late failure" in info.value.reason
 
 
 def test_outcome_of_sources():
@@ -91,3 +148,9 @@ def test_outcome_of_sources():
 def test_exception_groups_prefer_library_findings():
     group = BaseExceptionGroup("two", [KeyError("ours"), Finding(Outcome.WRONG_RESULT, "delta")])
     assert outcome_of(group)[0] is Outcome.WRONG_RESULT
+
+
+@pytest.mark.parametrize("neutral", [NotRun("no CUDA"), Unsupported("no FluxPipeline")])
+def test_in_an_exception_group_a_finding_wins_over_not_run_and_unsupported(neutral):
+    group = BaseExceptionGroup("two", [neutral, Finding(Outcome.STALE_STATE, "old encoder")])
+    assert outcome_of(group)[0] is Outcome.STALE_STATE

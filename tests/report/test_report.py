@@ -181,7 +181,33 @@ def test_regression_before_any_pass_is_not_first_regression(tmp_path: Path) -> N
     row = load_model([f]).checks[0]
     assert row.first_pass == "0.30.3"
     assert row.first_regression == "0.31.0"
-    assert row.regressed_in == ["0.26.3", "0.31.0", "0.33.1"]
+    # red before any pass is "broken", not a regression: nothing was lost yet
+    assert row.results["cell-0.26.3"].verdict == "broken"
+    assert [row.results[c].verdict for c in ("cell-0.31.0", "cell-0.33.1")] == ["regression"] * 2
+    assert row.regressed_in == ["0.31.0", "0.33.1"]
+
+
+def test_row_that_never_passed_is_broken_not_regression(tmp_path: Path) -> None:
+    f = tmp_path / "r.jsonl"
+    for cell in ("cell-0.26.3", "cell-0.30.3", "cell-0.33.1"):
+        write_record(f, check(cell, STEADY, "regression"))
+    model = load_model([f])
+    (row,) = model.checks
+    assert {r.verdict for r in row.results.values()} == {"broken"}
+    assert row.first_regression is None and row.regressed_in == [] and row.breaks == []
+    assert model.totals()["broken"] == 3 and model.totals()["regression"] == 0
+
+
+def test_baseline_pass_makes_a_broken_cell_a_regression(tmp_path: Path) -> None:
+    from harness.report.grid import promote_with_baseline
+
+    f = tmp_path / "r.jsonl"
+    write_record(f, check("cell-0.33.1", STEADY, "regression"))
+    model = load_model([f])
+    assert promote_with_baseline(model, {(STEADY, "cell-0.33.1")}) == 1
+    (row,) = model.checks
+    assert row.results["cell-0.33.1"].verdict == "regression"
+    assert row.regressed_in == ["0.33.1"]
 
 
 def test_duplicate_record_last_one_wins(tmp_path: Path) -> None:

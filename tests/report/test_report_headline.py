@@ -64,7 +64,7 @@ def test_trend_shows_every_stored_run(two_runs: tuple[Path, Path, Path]) -> None
     assert [h["totals"]["regression"] for h in history] == [2, 3]
     html = (second / "compat.html").read_text()
     svg = html[html.index("<svg") : html.index("</svg>")]
-    assert svg.count("<rect") == 4  # two runs x (regressions, passes)
+    assert svg.count("<rect") == 6  # two runs x (regressions, broken, passes)
     assert f"{first.name}: 2 regressions" in svg and f"{second.name}: 3 regressions" in svg
     assert 'class="current"' in svg
     md = (second / "compat.md").read_text()

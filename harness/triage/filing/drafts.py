@@ -243,7 +243,7 @@ def _versions_table(
         if result is None:
             continue
         versions = result.get("versions") or cell.get("versions") or {}
-        mark = {"pass": "✅", "regression": "❌"}.get(result.get("verdict"), "➖")
+        mark = {"pass": "✅", "regression": "❌", "broken": "⛔"}.get(result.get("verdict"), "➖")
         row = [labels[cell["name"]]] + [str(versions.get(k, "?")) for k in TABLE_VERSIONS]
         row += [f"{mark} {result.get('verdict')}", f"`{result.get('observed')}`"]
         lines.append("| " + " | ".join(_cell_text(x) for x in row) + " |")
