@@ -6,7 +6,8 @@ independent reference (:mod:`harness.oracles.lora`):
 
 * :func:`judge_load` - turn "what the model now computes" into an outcome: OK, or
   DROPPED_KEYS / WRONG_RESULT with the offending keys named;
-* version probes (``has_low_cpu_mem_usage``, ...) that make a missing API UNSUPPORTED.
+* version facts (``LORA_LOW_CPU_MEM_USAGE``) and public-API probes that make a missing API
+  UNSUPPORTED.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from harness.cell.classify import Finding
-from harness.drivers.probe import accepts
+from harness.drivers.probe import Since, accepts
 from harness.inputs.checkpoints.lora.layouts import ARCH_COMPONENTS, ModelLayout, model_layout
 from harness.oracles.lora import (
     Comparison,
@@ -57,8 +58,9 @@ def reported(messages: Iterable[str], names: Iterable[str], scope: Iterable[str]
 
 
 def _short(name: str) -> list[str]:
-    """Ways a message may name a module: its path, or its last two components."""
-    return [name, ".".join(name.split(".")[-2:])]
+    """Ways a message may name a module: its full path only. A tail such as
+    ``attn1.to_q`` stands in every block, so it names nothing of this case."""
+    return [name]
 
 
 def judge_load(
@@ -222,16 +224,6 @@ def judge_dora(
 
 
 # --------------------------------------------------------------------------- API facts
-def control_lora_support(pipe_cls: Any) -> bool:
-    """Flux Control LoRAs (widened ``x_embedder`` + norm scales) load from 0.32:
-    ``FluxLoraLoaderMixin._maybe_expand_transformer_param_shape_or_error_`` and
-    ``_control_lora_supported_norm_keys``. Before, ``load_lora_weights`` exists but knows
-    neither (a refusal is then the honest answer, a silent drop a finding)."""
-    return hasattr(pipe_cls, "_maybe_expand_transformer_param_shape_or_error_") and hasattr(
-        pipe_cls, "_control_lora_supported_norm_keys"
-    )
-
-
 def has_reset_to_overwritten_params(pipe: Any) -> bool:
     """``unload_lora_weights(reset_to_overwritten_params=...)`` (Flux, with control LoRAs)."""
     return accepts(pipe.unload_lora_weights, "reset_to_overwritten_params")
@@ -247,21 +239,10 @@ def read_params(pipe: Any, component: str, paths: Iterable[str]) -> dict[str, to
     }
 
 
-def has_low_cpu_mem_usage() -> bool:
-    """LoRA loading honours ``low_cpu_mem_usage`` from 0.31 (``_LOW_CPU_MEM_USAGE_DEFAULT_LORA``);
-    before, the keyword is swallowed by ``**kwargs`` and ignored."""
-    import diffusers.loaders as loaders
-
-    for name in ("lora_pipeline", "lora_base", "lora"):
-        module = getattr(loaders, name, None)
-        if module is None:
-            try:
-                module = __import__(f"diffusers.loaders.{name}", fromlist=["x"])
-            except ImportError:
-                continue
-        if hasattr(module, "_LOW_CPU_MEM_USAGE_DEFAULT_LORA"):
-            return True
-    return False
+#: ``load_lora_weights(..., low_cpu_mem_usage=True)`` is read from 0.31 on (release notes
+#: of 0.31: "low_cpu_mem_usage for LoRA loading"); before, the keyword is swallowed by
+#: ``**kwargs`` and ignored, so the signature cannot tell.
+LORA_LOW_CPU_MEM_USAGE = Since("0.31", source="diffusers 0.31.0 release notes")
 
 
 def save_kwargs(arch: str, pipe: Any, adapter_name: str) -> dict[str, Any]:

@@ -56,14 +56,20 @@ SCENARIOS: dict[str, tuple[LoraSpec, LoraSpec, int | None, bool]] = {
 }
 
 
+#: Swaps the documented semantics say must work (same rank, another alpha, another key
+#: order, a larger rank after ``enable_lora_hotswap(target_rank=...)``: diffusers' hot-swap
+#: guide and the ``load_lora_weights(hotswap=...)`` docstring): OK only, a refusal is
+#: REFUSED. The others may be refused, with a message naming something of the case.
+DOCUMENTED_TO_WORK = frozenset({"equal-rank", "alpha", "key-order", "larger-rank-enabled"})
+
+
 def _copy(state_dict: dict[str, Any]) -> dict[str, Any]:
     return {k: v.clone() for k, v in state_dict.items()}
 
 
 def _setup(compat: Any, life_scene: Any, arch: str) -> tuple[Any, Any, LoraBank]:
-    with compat.library_call():
-        scene = life_scene(arch)
-        pipe = scene.fresh()
+    scene = life_scene(arch)  # our zoo build and copy: their failures are ours
+    pipe = scene.fresh()
     compat.require(
         has_hotswap(pipe), "load_lora_weights(hotswap=True) needs diffusers >= 0.33 and peft > 0.14"
     )
@@ -83,7 +89,6 @@ def test_hotswap(compat: Any, life_scene: Any, arch: str, scenario: str) -> None
     """After the swap: weights == a fresh load of B, or a clear error with A intact."""
     a_spec, b_spec, target_rank, reverse = SCENARIOS[scenario]
     compat.param(arch=arch, scenario=scenario, format=b_spec.fmt)
-    compat.expect(Outcome.OK, Outcome.CLEAR_ERROR)
     scene, pipe, bank = _setup(compat, life_scene, arch)
     a, b = bank.get(a_spec), bank.get(b_spec)
     # Copies: the first load aliases the caller's tensors and the swap writes into them
@@ -91,19 +96,23 @@ def test_hotswap(compat: Any, life_scene: Any, arch: str, scenario: str) -> None
     state_dict = _copy(b.built.state_dict)
     if reverse:
         state_dict = dict(reversed(list(state_dict.items())))
-    with compat.library_call():
+    compat.valid_input(f"adapter A, then a hot-swap documented to work ({scenario})")
+    with compat.library_call():  # loading A (and enabling hot-swap) is valid in any scenario
         if target_rank:
             pipe.enable_lora_hotswap(target_rank=target_rank)
         pipe.load_lora_weights(_copy(a.built.state_dict), adapter_name="style")
     model_a = LifecycleModel()
     model_a.load("style", a_spec.content, a.modules)
     everything = set(a.modules) | set(b.modules)
+    if scenario not in DOCUMENTED_TO_WORK:
+        compat.may_reject(f"adapter A, then a hot-swap that may be refused ({scenario})")
+    # A refusal must name something of this swap: a component, module or key of B.
+    names = sorted({c for c, _ in b.modules} | {m for _, m in b.modules} | set(state_dict))
     try:
-        with compat.library_call(names=["text_encoder", "hotswap", "rank", "unexpected"]):
+        with compat.library_call(names=names):
             pipe.load_lora_weights(state_dict, adapter_name="style", hotswap=True)
     except LibraryError as exc:
-        with compat.library_call():
-            left = mismatches(scene, bank, model_a, observe(scene, pipe, everything))
+        left = mismatches(scene, bank, model_a, observe(scene, pipe, everything))
         if left:
             compat.detail(changed=dict(list(left.items())[:20]))
             compat.finding(
@@ -121,8 +130,7 @@ def test_hotswap(compat: Any, life_scene: Any, arch: str, scenario: str) -> None
         )
     model_b = LifecycleModel()
     model_b.load("style", b_spec.content, b.modules)
-    with compat.library_call():
-        observed = observe(scene, pipe, everything)
+    observed = observe(scene, pipe, everything)  # our identity probe, outside the library call
     bad = mismatches(scene, bank, model_b, observed)
     if bad:
         stale = not mismatches(scene, bank, model_a, observed)
@@ -150,7 +158,7 @@ def test_hotswap_swap_back(compat: Any, life_scene: Any, arch: str) -> None:
     compat.detail(dict_a_changed_by_swap=len(changed_a))
     with compat.library_call():
         pipe.load_lora_weights(sd_a, adapter_name="style", hotswap=True)
-        observed = observe(scene, pipe, set(a.modules))
+    observed = observe(scene, pipe, set(a.modules))
     model = LifecycleModel()
     model.load("style", _A.content, a.modules)
     bad = mismatches(scene, bank, model, observed)

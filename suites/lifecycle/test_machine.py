@@ -34,9 +34,8 @@ def test_state_machine(
 ) -> None:
     """After every step of any sequence the pipeline equals the pure model's state."""
     compat.param(arch=arch, family=family)
-    with compat.library_call():
-        scene = life_scene(arch)
-        pipe = scene.fresh()
+    scene = life_scene(arch)  # our zoo build and copy: their failures are ours
+    pipe = scene.fresh()
     rules = available_rules(pipe, arch)
     compat.require(rules["load"], f"{type(pipe).__name__} has no load_lora_weights")
     if family == "all":

@@ -1,42 +1,56 @@
-"""Every LoRA format x architecture x key subset: the loaded LoRA acts exactly as the
-reference computed from the file says, or the loader refuses it clearly.
+"""Every LoRA format x architecture, one row per kind of file, plus one exploring row.
 
-Partial fused groups, generalised: hypothesis picks which parts of a fused group are present (any
-subset of q/k/v, with or without proj_mlp), alpha present or absent (and its value), rank,
-fused layout, file dtype, key order and stray unknown keys. Per example the verdict is:
+The row name says what was fed in (``load[flux-kohya-partial-no-to_k]``), and the
+expectation follows from it:
 
-* OK - every targeted module's effective weight (probed, independent of peft internals)
-  equals base + reference delta, no other module moved; keys without effect are fine only
-  if a library warning reported them;
-* CLEAR_ERROR - the loader refused the file with a message naming the offending keys (for
-  a file with stray keys: naming those). Accepted; when *every* example was refused the
-  check records CLEAR_ERROR (still a pass) so the grid shows "this version rejects the
-  format" rather than a bare OK;
-* UNCLEAR_ERROR / DROPPED_KEYS / WRONG_RESULT / CRASH (AssertionError, bare KeyError) -
-  findings.
+* ``complete`` / ``no-alpha`` / ``reordered`` / ``float16`` / ``bfloat16`` - a complete,
+  well-formed file (alpha != rank where the format stores alphas, so the scaling shows):
+  it must load with the reference effect. A refusal, however clear, is ``REFUSED``.
+* ``partial-no-<part>`` - one fused group without one of its parts (the partial Q/K/V
+  shape that crashed strict converters), everything else complete: the reference effect
+  of the parts present, or a refusal naming a key or module of that group.
+* ``stray-key`` - a complete file plus one well-formed pair for a module the model does
+  not have: applied-or-reported (a warning naming that key or its module), or a refusal
+  naming it.
+
+``explore[<arch>-<format>]``: hypothesis keeps drawing subsets, ranks, alphas, layouts,
+dtypes, orders and stray keys; each example is judged by the same rules (from what the
+example is), and the findings are grouped by symptom (outcome, exception type, message
+with names and numbers normalised), each with its smallest example.
+
+Oracle in every row: each targeted module's effective weight (probed, independent of peft
+internals) equals base + reference delta, no other module moved; keys without effect are
+fine only if a library warning named them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections import Counter
 from typing import Any
 
 import pytest
 from hypothesis import Phase, given, settings
 
-from harness.cell.classify import LibraryError
+from harness.cell.classify import Finding, LibraryError, Unsupported
 from harness.drivers.lora import judge_load
-from harness.inputs.checkpoints.lora.cases import candidates, case_strategy, full_case, realise
-from harness.inputs.checkpoints.lora.formats import FORMATS
+from harness.inputs.checkpoints.lora.build import Pick
+from harness.inputs.checkpoints.lora.cases import (
+    Case,
+    candidates,
+    case_strategy,
+    full_case,
+    realise,
+)
+from harness.inputs.checkpoints.lora.formats import FORMATS, stems_of
+from harness.inputs.checkpoints.lora.layouts import FLUX_DOUBLE
 from harness.oracles.compare import fingerprint_inputs, input_mutations
 from harness.oracles.lora import parse
 from harness.protocol.outcomes import Outcome
 
 ARCHES = ("sd15", "sdxl", "flux")
 #: DoRA / control / full-size-only formats have their own checks (test_dora, test_control,
-#: test_full_scale); the draws here are the plain down/up/alpha formats.
+#: test_full_scale); the rows here are the plain down/up/alpha formats.
 CASES = [
     (arch, name)
     for name, fmt in FORMATS.items()
@@ -45,30 +59,64 @@ CASES = [
 ]
 IDS = [f"{arch}-{name}" for arch, name in CASES]
 
+#: Rank and alpha of the deterministic rows: alpha != rank, so a loader that gets the
+#: alpha / rank scaling wrong shows.
+RANK, ALPHA = 4, 2.0
+
+#: Kinds of complete file: (name, alpha, dtype, reversed key order).
+VALID_KINDS: dict[str, tuple[float | None, str, bool]] = {
+    "complete": (ALPHA, "float32", False),
+    "no-alpha": (None, "float32", False),
+    "reordered": (ALPHA, "float32", True),
+    "float16": (ALPHA, "float16", False),
+    "bfloat16": (ALPHA, "bfloat16", False),
+}
+
 FOCUS_ENV = "ADAPTER_COMPAT_LORA_FOCUS"
 
-#: Hypothesis: no shrinking (every example loads a pipeline; the failing example is
-#: recorded in the details instead), no example database.
+#: Hypothesis: no shrinking (every example loads a pipeline; each symptom keeps its
+#: smallest example instead), no example database.
 RUN = settings(phases=[Phase.explicit, Phase.generate])
 
 
 def focused(cands):
-    """Restrict the groups hypothesis draws from to those matching ``ADAPTER_COMPAT_LORA_FOCUS``
-    (a regex on ``<component>.<native group name>``; unset = all). For narrowing a
-    bisection or a self-test to one part of the model; recorded with the result."""
+    """Restrict the groups to those matching ``ADAPTER_COMPAT_LORA_FOCUS`` (a regex on
+    ``<component>.<native group name>``; unset = all). For narrowing a bisection or a
+    self-test to one part of the model; recorded with the result."""
     pattern = os.environ.get(FOCUS_ENV)
     if not pattern:
         return cands
     return [(g, p) for g, p in cands if re.search(pattern, f"{g.component}.{g.native}")]
 
 
-def _load(compat, scene, fmt, built, names):
-    """Load ``built`` into a fresh pipeline and observe it; returns (pipe, msgs, observed)."""
+def _kinds(arch: str, fmt: str) -> list[str]:
+    """The row kinds a format x architecture has (from the format, not from the library)."""
+    lora_format = FORMATS[fmt]
+    kinds = [k for k in VALID_KINDS if k != "no-alpha" or lora_format.alpha]
+    kinds += [f"partial-no-{part}" for part in _fused_parts(arch, fmt)]
+    return kinds + ["stray-key"]
+
+
+def _fused_parts(arch: str, fmt: str) -> tuple[str, ...]:
+    """Parts of the first fused group (Flux's ``double_blocks.0.img_attn.qkv``) the format
+    can carry, by short name. From the format tables, so rows exist before any model."""
+    if arch != "flux":
+        return ()  # SD1.5 / SDXL LoRA formats have no fused groups
+    parts = [f"transformer_blocks.0.{s}" for s in FLUX_DOUBLE[0][1]]
+    kept = [p for p in parts if FORMATS[fmt].part_filter(arch, "transformer", p)]
+    return tuple(p.rsplit(".", 1)[-1] for p in kept) if len(kept) > 1 else ()
+
+
+ROWS = [(arch, fmt, kind) for arch, fmt in CASES for kind in _kinds(arch, fmt)]
+
+
+def _load(compat, scene, built, names):
+    """Load ``built`` into a fresh pipeline and observe it; returns (msgs, observed)."""
     pipe = scene.fresh()
     with compat.library_call(names=names) as msgs:
         pipe.load_lora_weights(built.state_dict, adapter_name="style")
-        observed = scene.observe(pipe)
-    return pipe, msgs, observed
+    observed = scene.observe(pipe)
+    return msgs, observed
 
 
 def _check_writer_reference(ref, built) -> None:
@@ -80,49 +128,145 @@ def _check_writer_reference(ref, built) -> None:
         )
 
 
+def _case_of(kind: str, lora_format, arch: str, scene, cands) -> tuple[Case, bool, list[Pick]]:
+    """The deterministic file of a row: its case, whether it is valid input, and the
+    picks a refusal must name (the partial group)."""
+    if kind in VALID_KINDS:
+        alpha, dtype, _ = VALID_KINDS[kind]
+        picks = [Pick(g, parts, RANK, alpha if lora_format.alpha else None) for g, parts in cands]
+        return Case(picks, 0, dtype, 0, 0), True, []
+    picks = [Pick(g, parts, RANK, ALPHA if lora_format.alpha else None) for g, parts in cands]
+    if kind == "stray-key":
+        return Case(picks, 1, "float32", 0, 0), False, []
+    missing = kind.removeprefix("partial-no-")
+    for i, pick in enumerate(picks):
+        if len(pick.present) > 1:
+            present = tuple(p for p in pick.present if p.rsplit(".", 1)[-1] != missing)
+            picks[i] = Pick(pick.group, present, pick.rank, pick.alpha)
+            return Case(picks, 0, "float32", 0, 0), False, [picks[i]]
+    raise Unsupported(f"{kind}: the focused groups hold no fused group of {arch}")
+
+
+def _names(built, partial: list[Pick], lora_format, arch: str, layout) -> list[str]:
+    """What a refusal of this file must name: the stray keys (or their modules), else the
+    keys, stems and module paths of the partial group, else any key of the file."""
+    if built.stray_keys:
+        return sorted({k.rsplit(".", 2)[0] for k in built.stray_keys}) + list(built.stray_keys)
+    if partial:
+        group = partial[0].group
+        stems = [
+            stem
+            for stem, g in stems_of(lora_format, arch, layout).items()
+            if g.component == group.component and set(g.parts) <= set(group.parts)
+        ]
+        keys = [k for k in built.state_dict if any(k.startswith(s + ".") for s in stems)]
+        return [group.native, *group.parts, *stems, *keys]
+    return built.stems()
+
+
+def judge_file(compat, scene, lora_format, arch: str, built, partial) -> str:
+    """Load one file and judge it (the caller has declared what it is); returns the
+    status or raises."""
+    ref = parse(built.state_dict, lora_format, arch, scene.layout)
+    _check_writer_reference(ref, built)
+    names = _names(built, partial, lora_format, arch, scene.layout)
+    msgs, observed = _load(compat, scene, built, names)
+    return judge_load(
+        ref, scene.compare(observed, ref), msgs, built.stray_keys, compat, scene.classes
+    )
+
+
+@pytest.mark.parametrize("arch,fmt,kind", ROWS, ids=[f"{a}-{f}-{k}" for a, f, k in ROWS])
+def test_load(compat, scene_for, arch: str, fmt: str, kind: str) -> None:
+    """One deterministic file of one kind, judged by what that kind owes the user."""
+    compat.param(arch=arch, format=fmt, kind=kind)
+    scene = scene_for(arch)
+    lora_format = FORMATS[fmt]
+    cands = focused(candidates(lora_format, arch, scene.layout))
+    compat.require(cands, f"{fmt} expresses no module of the tiny {arch} model")
+    case, valid, partial = _case_of(kind, lora_format, arch, scene, cands)
+    if valid:
+        compat.valid_input(f"complete {fmt} file for {arch} ({kind})")
+    else:
+        compat.may_reject(f"{kind} {fmt} file for {arch}")
+    built = realise(lora_format, arch, scene.layout, case)
+    if kind == "reordered":
+        built.state_dict = dict(reversed(list(built.state_dict.items())))
+    compat.detail(example=case.describe(), n_keys=len(built.state_dict))
+    if os.environ.get(FOCUS_ENV):
+        compat.detail(focus=os.environ[FOCUS_ENV])
+    compat.detail(status=judge_file(compat, scene, lora_format, arch, built, partial))
+
+
+# -- exploring ---------------------------------------------------------------------------------
+_NUMBERS = re.compile(r"\d+")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]")
+
+
+def symptom(outcome: Outcome, exc: BaseException | None) -> str:
+    """Outcome + exception type + message with names and numbers normalised: examples
+    that fail the same way fall into one symptom."""
+    text = ""
+    if exc is not None:
+        original = getattr(exc, "original", exc)
+        message = str(original).splitlines()[0] if str(original) else ""
+        message = _NUMBERS.sub("N", _QUOTED.sub("<name>", message))[:160]
+        text = f" {type(original).__name__}: {message}"
+    return f"{outcome.value}{text}"
+
+
 @pytest.mark.parametrize("arch,fmt", CASES, ids=IDS)
-def test_load_matches_reference(compat, scene_for, arch: str, fmt: str) -> None:
-    compat.param(arch=arch, format=fmt)
+def test_explore(compat, scene_for, arch: str, fmt: str) -> None:
+    """Drawn files (any subset of a fused group, rank, alpha, layout, dtype, order, stray
+    keys), each judged by what it is; findings grouped by symptom."""
+    compat.param(arch=arch, format=fmt, kind="explore")
     compat.expect(Outcome.OK, Outcome.CLEAR_ERROR)
     scene = scene_for(arch)
     lora_format = FORMATS[fmt]
     cands = focused(candidates(lora_format, arch, scene.layout))
     compat.require(cands, f"{fmt} expresses no module of the tiny {arch} model")
-    stats: Counter = Counter()
-    refusals: list[LibraryError] = []
+    symptoms: dict[str, dict[str, Any]] = {}
+    first_failure: list[BaseException] = []
+    examples = 0
 
     @RUN
     @given(case=case_strategy(lora_format, cands))
     def run(case) -> None:
+        nonlocal examples
+        examples += 1
         built = realise(lora_format, arch, scene.layout, case)
-        ref = parse(built.state_dict, lora_format, arch, scene.layout)
-        _check_writer_reference(ref, built)
-        compat.detail(example=case.describe(), n_keys=len(built.state_dict))
-        # A clear refusal must name the stray keys; for a valid file, at least some key.
-        stray_stems = sorted({k.rsplit(".", 2)[0] for k in built.stray_keys})
-        names = (stray_stems + list(built.stray_keys)) or built.stems()
+        valid = not case.partial_groups and not built.stray_keys
+        if valid:
+            compat.valid_input("a drawn complete file")
+        else:
+            compat.may_reject("a drawn partial or stray-key file")
         try:
-            _, msgs, observed = _load(compat, scene, lora_format, built, names)
-        except LibraryError as exc:
-            if exc.outcome is Outcome.CLEAR_ERROR:
-                stats["CLEAR_ERROR"] += 1
-                refusals.append(exc)
-                return
-            raise
-        stats[
-            judge_load(
-                ref, scene.compare(observed, ref), msgs, built.stray_keys, compat, scene.classes
-            )
-        ] += 1
+            judge_file(compat, scene, lora_format, arch, built, case.partial_groups)
+            return
+        except (Finding, LibraryError) as exc:
+            outcome = exc.outcome
+            if outcome is Outcome.CLEAR_ERROR:
+                return  # a clear refusal of a partial or stray file is what it owes
+            failure = exc
+        key = symptom(outcome, failure)
+        seen = symptoms.setdefault(key, {"count": 0, "example": None, "keys": None})
+        seen["count"] += 1
+        if seen["keys"] is None or len(built.state_dict) < seen["keys"]:
+            seen.update(example=case.describe(), keys=len(built.state_dict), valid=valid)
+            if not first_failure or key == next(iter(symptoms)):
+                first_failure[:] = [failure]
 
     if os.environ.get(FOCUS_ENV):
         compat.detail(focus=os.environ[FOCUS_ENV])
     try:
         run()
     finally:
-        compat.detail(examples=dict(stats))
-    if refusals and set(stats) == {"CLEAR_ERROR"}:
-        raise refusals[-1]  # every example refused clearly: record CLEAR_ERROR (a pass)
+        compat.may_reject("drawn files, each judged by what it is")
+        compat.detail(examples=examples, symptoms=symptoms)
+    if symptoms:
+        worst = max(symptoms.items(), key=lambda item: item[1]["count"])
+        compat.detail(worst_symptom=worst[0])
+        raise first_failure[0]
 
 
 def _call_and_check_mutation(compat, state_dict, call) -> None:
@@ -149,10 +293,10 @@ def _call_and_check_mutation(compat, state_dict, call) -> None:
 
 
 def _mutation_case(compat: Any, scene_for: Any, arch: str, fmt: str) -> tuple[Any, Any]:
-    """A full file (alpha != rank, so any in-place rescaling shows) and a fresh pipeline;
-    a clear refusal is fine, a changed input is not."""
+    """A complete file (alpha != rank, so any in-place rescaling shows) and a fresh
+    pipeline: valid input, so a refusal is REFUSED; a changed input is INPUT_MUTATED."""
     compat.param(arch=arch, format=fmt)
-    compat.expect(Outcome.OK, Outcome.CLEAR_ERROR)
+    compat.valid_input(f"complete {fmt} file for {arch}")
     scene = scene_for(arch)
     lora_format = FORMATS[fmt]
     case = full_case(lora_format, arch, scene.layout, rank=4, alpha=1.0)

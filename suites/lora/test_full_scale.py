@@ -65,8 +65,7 @@ def test_detector_full_scale(compat, zoo, arch: str, fmt: str) -> None:
     compat.require(pipeline_exists(arch), f"{PIPELINES[arch]} does not exist in this version")
     layout = load_layout(arch)
     lora_format = FORMATS[fmt]
-    if lora_format.extension:  # DoRA / control: a version may refuse them, clearly
-        compat.expect(Outcome.OK, Outcome.CLEAR_ERROR)
+    compat.valid_input(f"complete full-size {fmt} file for {arch}")
     built = full_scale_file(arch, fmt, layout)
     extra = ["dora_scale", "lora_magnitude_vector"] if lora_format.magnitude else []
     _view(compat, zoo, arch, fmt, layout, built, names=built.stems() + extra)

@@ -15,8 +15,8 @@ import torch
 
 from harness.cell.classify import Finding, LibraryError
 from harness.drivers.lora import (
+    LORA_LOW_CPU_MEM_USAGE,
     adapter_list,
-    has_low_cpu_mem_usage,
     judge_load,
     save_kwargs,
 )
@@ -115,7 +115,7 @@ def test_unload_restores(compat, scene_for, arch: str) -> None:
     _expect_pristine(compat, scene, pipe, "unload_lora_weights")
     with compat.library_call():
         after = run_step(pipe)
-        pristine = run_step(scene.fresh())
+    pristine = run_step(scene.fresh())  # the reference output: a pristine copy of our zoo
     same, delta = outputs_close(after, pristine, scene.dtype, exact=True)
     compat.detail(output_max_abs_diff=delta)
     if not same:
@@ -343,7 +343,8 @@ def test_low_cpu_mem_usage(compat, scene_for, arch: str) -> None:
     """low_cpu_mem_usage=True and False both give the reference effect."""
     compat.param(arch=arch, format="peft")
     compat.require(
-        has_low_cpu_mem_usage(), "load_lora_weights has no low_cpu_mem_usage in this version"
+        LORA_LOW_CPU_MEM_USAGE.holds(),
+        f"load_lora_weights reads low_cpu_mem_usage from {LORA_LOW_CPU_MEM_USAGE.version}",
     )
     scene = scene_for(arch)
     built, ref = _lora(scene, seed=10)

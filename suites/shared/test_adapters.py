@@ -72,44 +72,45 @@ def _load_lora(compat: Any, world: Any, case: str, seed: int) -> tuple[Any, ...]
     p_target, p_other = pristine if into == "a" else pristine[::-1]
     lora = attention_lora(target, PAIRS[name].arch, comps, seed=seed)
     base = lora.observe(target)
+    compat.valid_input("a complete diffusers-format LoRA for one member of the pair")
     try:
         with compat.library_call(names=lora.built.stems()) as msgs:
             target.load_lora_weights(dict(lora.built.state_dict), adapter_name=ADAPTER)
     except LibraryError as exc:
-        _not_run_if_standalone_fails(compat, world, name, into, lora, exc)
+        _note_if_standalone_fails(compat, world, name, into, lora, exc)
         raise
-    with compat.library_call():
-        observed = lora.observe(target)
+    observed = lora.observe(target)  # our probe, outside the library call
     comparisons = lora.compare(observed, base, world.dtype)
     try:
         status = judge_load(lora.ref, comparisons, msgs, [], compat)
     except Finding as exc:
         raise Finding(exc.outcome, f"load into one pipeline: {exc}") from None
     if status == "OK-reported" and not any(c.matched for c in comparisons.values()):
-        compat.not_run(
-            "the LoRA's keys were reported unused and nothing loaded (a first-load problem, "
-            "suites/lora's subject); nothing shared to check"
+        compat.finding(
+            Outcome.REFUSED,
+            "the LoRA's keys were reported unused and nothing loaded: a complete file "
+            "refused by a warning",
         )
     return pair, target, other, p_target, p_other, lora, base, observed
 
 
-def _not_run_if_standalone_fails(
+def _note_if_standalone_fails(
     compat: Any, world: Any, name: str, into: str, lora: Any, exc: LibraryError
 ) -> None:
-    """A load that fails the same way in a pipeline sharing nothing (a fresh zoo
-    pipeline; for the refiner, a fresh pair's refiner) is a first-load problem, reported
-    by suites/lora: NOT_RUN here, with the evidence. Otherwise the raise stands."""
+    """Evidence for the record: does the same load fail in a pipeline sharing nothing (a
+    fresh zoo pipeline; for the refiner, a fresh pair's refiner)? Then it is a first-load
+    problem that suites/lora shows too; the failure is a finding here all the same."""
     compat.detail(load_error=f"{type(exc.original).__name__}: {str(exc.original)[:200]}")
-    with compat.library_call():
-        alone = world.zoo.get(PAIRS[name].arch) if into == "a" else world.pair(compat, name).b
+    alone = world.zoo.get(PAIRS[name].arch) if into == "a" else world.pair(compat, name).b
     try:
         alone.load_lora_weights(dict(lora.built.state_dict), adapter_name=ADAPTER)
     except Exception as again:  # noqa: BLE001 - the comparison is the point
-        if type(again) is type(exc.original):
-            compat.not_run(
-                f"the LoRA fails to load into a standalone pipeline too ({exc.outcome.value}: "
-                f"{type(again).__name__}); a first-load problem, suites/lora's subject"
-            )
+        compat.detail(
+            fails_standalone_too=type(again) is type(exc.original),
+            standalone_error=f"{type(again).__name__}: {str(again)[:200]}",
+        )
+    else:
+        compat.detail(fails_standalone_too=False)
 
 
 def _check_visibility(

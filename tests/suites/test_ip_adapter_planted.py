@@ -228,3 +228,26 @@ def test_width_swap_checks_can_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "ip_adapter/swap::width_swap[sd15-h>G]": ("pass", "OK"),
         "ip_adapter/swap::encoder_mismatch[sd15-base-vitG]": ("pass", "CLEAR_ERROR"),
     }
+
+
+def test_width_mismatch_caught_only_at_inference_is_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(e) A loader that accepts the wrong-width encoder and a pipeline that only notices at
+    inference, with a clean, well-worded ValueError: still a finding (a late failure), never
+    the load-time rejection the check demands."""
+    cls = diffusers.StableDiffusionPipeline
+
+    def late_check(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("image embeddings are 1280 wide; the IP-Adapter projection expects 1024")
+
+    monkeypatch.setattr(cls, "prepare_ip_adapter_image_embeds", late_check)
+    node = "test_swap.py::test_encoder_mismatch[sd15-base-vitG]"
+    results = tmp_path / "late.jsonl"
+    code = pytest.main(
+        [str(SUITE / node), "-q", "-p", "no:cacheprovider", "--compat-results", str(results)]
+    )
+    assert code in (0, 1)
+    (record,) = [r for r in read_records([results]) if r.get("kind") == "check"]
+    assert (record["verdict"], record["observed"]) == ("regression", "CRASH"), record
+    assert "late failure" in record["details"]["reason"], record["details"]

@@ -8,6 +8,10 @@
 (c) an IP-Adapter swap that keeps the previous image projection (``load_ip_adapter`` puts
     the old ``encoder_hid_proj`` back) -> the IP swap check turns to regression.
 (b) (shared modules) lives with the shared-components suite.
+(d) a hot-swap of an equal-rank adapter (documented to work) refused with a clean
+    ValueError naming the module -> REFUSED, a regression, not a "clear error" pass;
+(e) an exception inside our own zoo copy (``Scene.fresh``) -> HARNESS_ERROR, never a
+    library finding.
 
 Two inner pytest sessions (clean, planted) keep it fast: every planted bug only touches the
 checks it exists for, so they are planted together.
@@ -34,6 +38,7 @@ SUITE = ROOT / "suites" / "lifecycle"
 HOTSWAP = "test_hotswap.py::test_hotswap[sd15-equal-rank]"
 IP_SWAP = "test_hotswap.py::test_ip_swap[sd15-same]"
 MACHINE = "test_machine.py::test_state_machine[sd15-lora]"
+HOTSWAP_SDXL = "test_hotswap.py::test_hotswap[sdxl-equal-rank]"
 KNOBS = {
     "ADAPTER_COMPAT_LIFECYCLE_EXAMPLES": "3",
     "ADAPTER_COMPAT_LIFECYCLE_STEPS": "4",
@@ -105,7 +110,8 @@ def knobs() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def clean(knobs: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return session(tmp_path_factory.mktemp("clean"), [HOTSWAP, IP_SWAP, MACHINE], "clean")
+    nodes = [HOTSWAP, IP_SWAP, MACHINE, HOTSWAP_SDXL]
+    return session(tmp_path_factory.mktemp("clean"), nodes, "clean")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +122,53 @@ def planted(knobs: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         return session(tmp_path_factory.mktemp("planted"), [HOTSWAP, IP_SWAP, MACHINE], "p")
 
 
-@pytest.mark.parametrize("node", [HOTSWAP, IP_SWAP, MACHINE])
+def plant_refused_equal_rank_swap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_lora_weights(hotswap=True)`` refuses up front, cleanly, naming a key."""
+    cls = diffusers.StableDiffusionPipeline
+    real = cls.load_lora_weights
+
+    def refuse(self: Any, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("hotswap") and isinstance(state_dict, dict):
+            key = next(iter(state_dict))
+            raise ValueError(f"cannot hot-swap adapter {kwargs.get('adapter_name')!r}: {key}")
+        return real(self, state_dict, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "load_lora_weights", refuse)
+
+
+def plant_zoo_copy_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.scenarios.lora import Scene
+
+    real = Scene.fresh
+
+    def fresh(self: Any) -> Any:
+        if self.arch == "sdxl":
+            raise ValueError("our deep copy of the sdxl zoo pipeline broke")
+        return real(self)
+
+    monkeypatch.setattr(Scene, "fresh", fresh)
+
+
+@pytest.fixture(scope="module")
+def planted_refusal(knobs: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        plant_refused_equal_rank_swap(mp)
+        plant_zoo_copy_failure(mp)
+        return session(tmp_path_factory.mktemp("refusal"), [HOTSWAP, HOTSWAP_SDXL], "r")
+
+
+def test_refused_documented_hotswap_is_a_regression(planted_refusal: dict[str, Any]) -> None:
+    """Before this rule the clean, key-naming ValueError was a "clear error" pass."""
+    record = planted_refusal[HOTSWAP]
+    assert (record["verdict"], record["observed"]) == ("regression", "REFUSED"), record
+
+
+def test_our_zoo_copy_failing_is_a_harness_error(planted_refusal: dict[str, Any]) -> None:
+    record = planted_refusal[HOTSWAP_SDXL]
+    assert (record["verdict"], record["observed"]) == ("harness-error", "HARNESS_ERROR"), record
+
+
+@pytest.mark.parametrize("node", [HOTSWAP, IP_SWAP, MACHINE, HOTSWAP_SDXL])
 def test_unpatched_library_passes(clean: dict[str, Any], node: str) -> None:
     record = clean[node]
     assert record["verdict"] == "pass", record.get("message")

@@ -12,6 +12,8 @@ e. an unfuse that skips a module
 f. a DoRA load that silently drops the magnitude vectors (plain LoRA applied)
 g. a Flux Control LoRA load that skips widening ``x_embedder``
 h. a Flux Control LoRA load that skips the norm scales
+i. a clean, well-worded ValueError refusing a complete kohya SD1.5 file (REFUSED: a clear
+   error on valid input is never a pass)
 
 The hypothesis checks are narrowed to the transformer blocks (``ADAPTER_COMPAT_LORA_FOCUS``)
 so the unpatched run is green in every cell that has these loaders (0.42's global-layer
@@ -38,10 +40,11 @@ BLOCKS = r"^transformer\.(double|single)_blocks\."
 CHECKS = {
     "qkv": (
         "test_formats.py",
-        "test_load_matches_reference and flux-peft and not alpha and not bare and not base_model",
+        "test_load and flux-peft-partial and not alpha and not bare and not base_model",
     ),
-    "drop": ("test_formats.py", "test_load_matches_reference and flux-kohya"),
-    "alpha": ("test_formats.py", "test_load_matches_reference and flux-kohya"),
+    "drop": ("test_formats.py", "test_load and flux-kohya-complete"),
+    "alpha": ("test_formats.py", "test_load and flux-kohya-complete"),
+    "refuse": ("test_formats.py", "test_load and sd15-kohya-complete"),
     "mutate": (
         "test_formats.py",
         "test_load_does_not_mutate_input and flux-peft and not alpha and not bare and not base_model",
@@ -52,9 +55,14 @@ CHECKS = {
 }
 
 
+#: Checks of other architectures than Flux: no focus on the transformer blocks.
+UNFOCUSED = ("refuse",)
+
+
 def run_check(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """Run one suite check in this process; returns its records."""
-    monkeypatch.setenv("ADAPTER_COMPAT_LORA_FOCUS", BLOCKS)
+    if key not in UNFOCUSED:
+        monkeypatch.setenv("ADAPTER_COMPAT_LORA_FOCUS", BLOCKS)
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "default")
     _pin_hypothesis_profile()
     module, expr = CHECKS[key]
@@ -229,6 +237,22 @@ def plant_control_no_norms(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def plant_refuse_complete_kohya(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release drops kohya support for SD1.5 with a clean, well-worded ValueError that
+    even names the file's first key: clear, but a complete valid file refused."""
+    cls = diffusers.StableDiffusionPipeline
+    original = cls.load_lora_weights
+
+    def load_lora_weights(self, state_dict, *args, **kwargs):
+        if isinstance(state_dict, dict):
+            kohya = [k for k in state_dict if k.startswith("lora_unet_")]
+            if kohya:
+                raise ValueError(f"kohya-style LoRA keys are no longer supported: {kohya[0]}")
+        return original(self, state_dict, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "load_lora_weights", load_lora_weights)
+
+
 PLANTS = {
     "qkv": (plant_qkv_all_or_none, {"CRASH"}),
     "drop": (plant_silent_drop, {"DROPPED_KEYS"}),
@@ -236,8 +260,10 @@ PLANTS = {
     "mutate": (plant_pop_from_caller, {"INPUT_MUTATED"}),
     "unfuse": (plant_unfuse_skips_module, {"STALE_STATE"}),
     "dora": (plant_dora_magnitude_dropped, {"SILENT_NOOP"}),
-    "control-expand": (plant_control_no_expansion, {"CLEAR_ERROR", "UNCLEAR_ERROR", "CRASH"}),
+    # a complete control file the loader can no longer place: refused (clearly or not) or a crash
+    "control-expand": (plant_control_no_expansion, {"REFUSED", "CRASH"}),
     "control-norms": (plant_control_no_norms, {"DROPPED_KEYS"}),
+    "refuse": (plant_refuse_complete_kohya, {"REFUSED"}),
 }
 
 
@@ -248,7 +274,7 @@ def flux_available() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control"]
+    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control", "refuse"]
 )  # "alpha" runs the "drop" check
 def test_unpatched_library_passes(
     key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None

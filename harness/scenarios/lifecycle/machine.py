@@ -318,8 +318,7 @@ def make_machine(ctx: MachineContext) -> type:
             super().__init__()
             self.steps: list[dict[str, Any]] = []
             ctx.runs.append(self.steps)
-            with compat.library_call():
-                self.pipe = scene.fresh()
+            self.pipe = scene.fresh()  # our zoo copy: its failures are ours
             self.model = LifecycleModel()
             self.ever_loaded = False
             self.saved = 0
@@ -438,10 +437,12 @@ def make_machine(ctx: MachineContext) -> type:
             state_dict = {k: v.clone() for k, v in lora.built.state_dict.items()}
             print_ = fingerprint_inputs(state_dict)
             kwargs = {"hotswap": True} if hotswap else {}
+            # Only a hot-swap may be refused: a load under a free name (a name deleted or
+            # unloaded before included) is valid in every documented semantics.
             ok = self._call(
                 step,
                 lambda: self.pipe.load_lora_weights(state_dict, adapter_name=name, **kwargs),
-                rejectable=True,
+                rejectable=hotswap,
             )
             mutated = input_mutations(print_, state_dict)
             if mutated:
@@ -642,8 +643,7 @@ def make_machine(ctx: MachineContext) -> type:
                 lambda: self.pipe.load_lora_weights(
                     str(folder), weight_name=weight_name, adapter_name=name
                 ),
-                rejectable=True,
-            )
+            )  # reloading what the library itself saved, under a free name: valid
             if ok:
                 self.model.load_layers(name, self.model.contents(source), ctx.activates)
             self._check(step, before)
