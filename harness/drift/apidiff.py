@@ -70,9 +70,18 @@ class Change:
     allowlist: dict[str, Any] | None = None
 
     @property
+    def public(self) -> bool:
+        """The API is public: no part of its dotted name is private (``_convert_...``,
+        ``Mixin._maybe_expand_...``). Only public breaks are findings; private churn is
+        listed for information."""
+        return not any(part.startswith("_") for part in self.api.split("."))
+
+    @property
     def unacknowledged_break(self) -> bool:
-        return self.breaking and not (
-            self.allowlist and self.allowlist.get("status") == "allowlisted"
+        return (
+            self.breaking
+            and self.public
+            and not (self.allowlist and self.allowlist.get("status") == "allowlisted")
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -173,6 +173,7 @@ def test_contract_no_unacknowledged_breaks(compat) -> None:
     unacknowledged = [c for c in changes if c.unacknowledged_break]
     compat.detail(
         unacknowledged=[c.to_dict() for c in unacknowledged[:MAX_DETAIL]],
+        private_changes=[c.headline() for c in changes if not c.public][:MAX_DETAIL],
         allowlisted=[
             c.headline() for c in changes if c.allowlist and c.allowlist["status"] == "allowlisted"
         ],

@@ -778,3 +778,18 @@ def test_fetch_reads_companion_pins_from_the_cell_locks() -> None:
         "safetensors",
     }
     assert companion_pins("0.0.0-no-such-cell") == {}
+
+
+def test_only_public_api_breaks_are_findings() -> None:
+    """A removed parameter of a private helper is listed, not red; the same on a public
+    method is an unacknowledged break."""
+    from harness.drift.apidiff import Change
+
+    private = Change(
+        "FluxLoraLoaderMixin._maybe_expand_lora_state_dict", "param-removed", True, "x"
+    )
+    helper = Change("_convert_kohya_flux_lora_to_diffusers", "param-removed", True, "x")
+    public = Change("FluxLoraLoaderMixin.load_lora_weights", "param-removed", True, "x")
+    assert not private.public and not private.unacknowledged_break
+    assert not helper.unacknowledged_break
+    assert public.public and public.unacknowledged_break
