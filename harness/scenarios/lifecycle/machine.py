@@ -249,7 +249,7 @@ class MachineContext:
     output_every: int = 8
     formats: tuple[str, ...] = ("peft", "kohya")
     ip_entries: tuple[str, ...] = ()
-    #: peft semantics of a load (``semantics.load_activates``).
+    #: peft semantics of a load (``harness.drivers.lifecycle.load_activates``).
     activates: bool = True
     runs: list[list[dict[str, Any]]] = field(default_factory=list)
     steps_total: int = 0

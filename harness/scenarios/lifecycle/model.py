@@ -2,7 +2,7 @@
 
 No torch, no diffusers: adapters are opaque *content* ids (a LoRA file) plus the modules
 they target. The model follows peft's per-layer semantics, which diffusers exposes as is
-(verified in 0.26.3, 0.33.1 and 0.42.1, see ``semantics.py``):
+(verified in 0.26.3, 0.33.1 and 0.42.1, see ``harness/drivers/lifecycle.py``):
 
 * each wrapped layer has its own ``present`` adapters and its own ``active`` list: a layer
   wrapped for the first time activates the adapter that wrapped it; a layer that already
