@@ -146,12 +146,20 @@ _TENSOR_SUFFIXES = re.compile(
 
 def _mentions(message: str, name: str) -> bool:
     """``name`` (a key or a module path) counts as named when it appears in full, or its
-    module path does (the key less its tensor suffix, e.g. ``.lora_down.weight``). Never
-    by a shared tail: ``attn1.to_q`` is in every block."""
+    module path does (the key less its tensor suffix, e.g. ``.lora_down.weight``), also
+    without its component prefix. Never by a shared tail: ``attn1.to_q`` is in every
+    block."""
     if name in message:
         return True
     module = _TENSOR_SUFFIXES.sub("", name)
-    return module != name and module in message
+    if module == name:
+        return False
+    if module in message:
+        return True
+    # The module path inside its component (``unet.down_blocks.0...to_q`` named as
+    # ``down_blocks.0...to_q``) still names one module; a two-part tail does not.
+    inner = module.split(".", 1)[-1]
+    return inner.count(".") >= 2 and inner in message
 
 
 #: Outcomes that say nothing about the library: in an exception group a finding wins.

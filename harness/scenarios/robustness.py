@@ -66,27 +66,24 @@ from harness.oracles.safetensors import malformed_reason, reference_tensors
 from harness.protocol.outcomes import Outcome
 
 # -- judging vocabulary (data) ---------------------------------------------------------------------
-#: Words a clear error about a damaged *file* mentions (any one suffices).
+#: Words a clear error about a damaged *file* mentions (any one suffices): the file format's
+#: own vocabulary, which names what is wrong with the bytes. Generic words ("invalid",
+#: "shape", "dtype", "checkpoint", "unable to load") name nothing of the case; a message
+#: may also name the file or a tensor key of it (added per case).
 FILE_ERROR_WORDS = (
     "header",
     "safetensors",
+    "Safetensor",
     "deserializ",
     "offset",
-    "dtype",
-    "shape",
     "incomplete",
-    "invalid",
     "truncat",
     "corrupt",
-    "checkpoint",
-    "length",
     "buffer",
     "metadata",
     "JSON",
     "json",
     "overflow",
-    "Unable to load",
-    "unable to load",
 )
 
 # -- the session's pipeline (data) -----------------------------------------------------------------
@@ -552,7 +549,8 @@ def run_file_case(
     if label:
         ctx.detail(example=label)
     kind = FILE_PATHS[path].kind
-    names: list[str] = [*FILE_ERROR_WORDS]
+    original_keys = list(reference_tensors(original) or {})
+    names: list[str] = [*FILE_ERROR_WORDS, *original_keys]
     if reference is None:
         ctx.expect(Outcome.CLEAR_ERROR)
     elif kind == "reader":
@@ -560,7 +558,8 @@ def run_file_case(
     else:
         _expect_for_content(ctx, env, path, reference)
         names += list(reference)
-    _, call = write_for_path(env, path, blob)
+    folder, call = write_for_path(env, path, blob)
+    names += [p.name for p in folder.rglob("*") if p.is_file()]
     found = attempt(ctx, call, names)
     raise_error(found)
     if kind == "reader":

@@ -154,3 +154,12 @@ def test_exception_groups_prefer_library_findings():
 def test_in_an_exception_group_a_finding_wins_over_not_run_and_unsupported(neutral):
     group = BaseExceptionGroup("two", [neutral, Finding(Outcome.STALE_STATE, "old encoder")])
     assert outcome_of(group)[0] is Outcome.STALE_STATE
+
+
+def test_a_module_path_inside_its_component_names_the_case():
+    msg = 'While copying the parameter named "down_blocks.0.attentions.0.proj_in.lora_A.weight"'
+    name = "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"
+    assert classify_exception(RuntimeError(msg), [name])[0] is Outcome.CLEAR_ERROR
+    tail = ValueError("size mismatch for attn1.to_q")
+    key = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight"
+    assert classify_exception(tail, [key])[0] is Outcome.UNCLEAR_ERROR

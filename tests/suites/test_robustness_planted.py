@@ -125,6 +125,15 @@ def asserting_load_file(filename, device="cpu"):
         raise AssertionError(f"bad header: {exc}") from None
 
 
+def vaguely_refusing_load_file(filename, device="cpu"):
+    """Refuses every damaged file with a well-typed ValueError whose words sound clear but
+    name nothing of the file: not its name, not a key, not what is wrong with the bytes."""
+    try:
+        return REAL_LOAD_FILE(filename, device=device)
+    except Exception:  # noqa: BLE001 - the planted bug: the reason is thrown away
+        raise ValueError("Invalid checkpoint: unable to load (invalid shape or dtype)") from None
+
+
 def unsafe_load_state_dict(checkpoint_file, *args, **kwargs):
     return torch.load(checkpoint_file, map_location="cpu", weights_only=False)
 
@@ -182,6 +191,18 @@ def test_assertion_on_bad_header_is_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(safetensors.torch, "load_file", asserting_load_file)
     verdicts = _verdicts(run_checks(tmp_path, BAD_JSON, CONTROL))
     assert verdicts == {BAD_JSON: ("CRASH", "regression"), CONTROL: ("OK", "pass")}
+
+
+def test_a_refusal_that_names_nothing_of_the_file_is_unclear(tmp_path, monkeypatch):
+    """Generic words ("invalid", "checkpoint", "shape", "dtype") do not make a refusal
+    clear: it must name the file, a key of it, or what is wrong with its bytes."""
+    monkeypatch.setattr(safetensors.torch, "load_file", vaguely_refusing_load_file)
+    verdicts = _verdicts(run_checks(tmp_path, BAD_JSON, TRUNCATED_HEADER, CONTROL))
+    assert verdicts == {
+        BAD_JSON: ("UNCLEAR_ERROR", "regression"),
+        TRUNCATED_HEADER: ("UNCLEAR_ERROR", "regression"),
+        CONTROL: ("OK", "pass"),
+    }
 
 
 def test_unrestricted_unpickling_creates_the_marker(tmp_path, monkeypatch):
