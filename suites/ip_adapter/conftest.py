@@ -1,4 +1,5 @@
-"""Fixtures of the IP-Adapter suite (helpers live in ``support.py``)."""
+"""Fixtures of the IP-Adapter suite (its session object lives in
+:mod:`harness.scenarios.ip_adapter`)."""
 
 from __future__ import annotations
 

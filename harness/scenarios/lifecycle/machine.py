@@ -18,7 +18,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,12 +341,18 @@ def make_machine(ctx: MachineContext) -> type:
             return step
 
         def _call(
-            self, step: dict[str, Any], fn: Callable[[], Any], rejectable: bool = False
+            self,
+            step: dict[str, Any],
+            fn: Callable[[], Any],
+            rejectable: bool = False,
+            names: Iterable[str] = (),
         ) -> bool:
-            """Run a library call; a clear rejection is allowed where ``rejectable`` (the
-            model then stays as it was). Returns whether the call went through."""
+            """Run a library call; a clear rejection (one naming something of ``names``) is
+            allowed where ``rejectable`` (the model then stays as it was); any other step
+            is valid, so its refusal is REFUSED. Returns whether the call went through."""
+            compat.input_valid = not rejectable
             try:
-                with compat.library_call():
+                with compat.library_call(names=names):
                     fn()
             except LibraryError as exc:
                 if rejectable and exc.outcome is Outcome.CLEAR_ERROR:
@@ -443,6 +449,7 @@ def make_machine(ctx: MachineContext) -> type:
                 step,
                 lambda: self.pipe.load_lora_weights(state_dict, adapter_name=name, **kwargs),
                 rejectable=hotswap,
+                names=[name, *state_dict] if hotswap else (),
             )
             mutated = input_mutations(print_, state_dict)
             if mutated:
