@@ -120,7 +120,14 @@ class IPAWorld:
         if encoder_folder not in (..., None):
             self.repo.encoder_folder(encoder_folder)
         kwargs = load_kwargs(pipe, self.repo.root, names, fmt, encoder_folder, **options)
-        with compat.library_call() as messages:
+        # A clear refusal names the file(s) or folder(s) of this load.
+        weight_names = kwargs.get("weight_name") or []
+        folders = kwargs.get("subfolder") or []
+        case = [
+            *([weight_names] if isinstance(weight_names, str) else weight_names),
+            *([folders] if isinstance(folders, str) else folders),
+        ]
+        with compat.library_call(names=[str(n) for n in case if n]) as messages:
             pipe.load_ip_adapter(**kwargs)
         return messages
 
@@ -177,10 +184,15 @@ class IPAWorld:
 
 
 def expect_variant(compat: Any, variant: str) -> None:
-    """Versions older than the variant may reject it, but only clearly."""
-    if not at_least("diffusers", VARIANTS[variant].since):
-        compat.expect(Outcome.OK, Outcome.CLEAR_ERROR)
-    compat.param(variant=variant, variant_since=VARIANTS[variant].since)
+    """A release file of a variant this version has a loader for is valid input (a refusal
+    is REFUSED); versions older than the variant may reject it, but only clearly (naming
+    the file, as :meth:`IPAWorld.load` requires)."""
+    since = VARIANTS[variant].since
+    if at_least("diffusers", since):
+        compat.valid_input(f"a {variant} IP-Adapter release file")
+    else:
+        compat.may_reject(f"a {variant} IP-Adapter file, older than its loader ({since})")
+    compat.param(variant=variant, variant_since=since)
 
 
 def verify_loaded(
