@@ -3,9 +3,12 @@
 The row name says what was fed in (``load[flux-kohya-partial-no-to_k]``), and the
 expectation follows from it:
 
-* ``complete`` / ``no-alpha`` / ``reordered`` / ``float16`` / ``bfloat16`` - a complete,
-  well-formed file (alpha != rank where the format stores alphas, so the scaling shows):
-  it must load with the reference effect. A refusal, however clear, is ``REFUSED``.
+* ``complete`` - every group the format can express, text encoders included; then, one
+  component at a time (so a broken text-encoder path does not hide the denoiser rows):
+  ``denoiser-only``, ``text-encoders-only``, and on the denoiser ``no-alpha`` /
+  ``reordered`` / ``float16`` / ``bfloat16`` - well-formed files (alpha != rank where the
+  format stores alphas, so the scaling shows): they must load with the reference effect.
+  A refusal, however clear, is ``REFUSED``.
 * ``partial-no-<part>`` - one fused group without one of its parts (the partial Q/K/V
   shape that crashed strict converters), everything else complete: the reference effect
   of the parts present, or a refusal naming a key or module of that group.
@@ -43,7 +46,7 @@ from harness.inputs.checkpoints.lora.cases import (
     realise,
 )
 from harness.inputs.checkpoints.lora.formats import FORMATS, stems_of
-from harness.inputs.checkpoints.lora.layouts import FLUX_DOUBLE
+from harness.inputs.checkpoints.lora.layouts import ARCH_COMPONENTS, DENOISER, FLUX_DOUBLE, Group
 from harness.oracles.compare import fingerprint_inputs, input_mutations
 from harness.oracles.lora import parse
 from harness.protocol.outcomes import Outcome
@@ -63,9 +66,12 @@ IDS = [f"{arch}-{name}" for arch, name in CASES]
 #: alpha / rank scaling wrong shows.
 RANK, ALPHA = 4, 2.0
 
-#: Kinds of complete file: (name, alpha, dtype, reversed key order).
+#: Kinds of well-formed file: (alpha, dtype, reversed key order). ``complete`` carries
+#: every component; the others one component (``text-encoders-only``) or the denoiser.
 VALID_KINDS: dict[str, tuple[float | None, str, bool]] = {
     "complete": (ALPHA, "float32", False),
+    "denoiser-only": (ALPHA, "float32", False),
+    "text-encoders-only": (ALPHA, "float32", False),
     "no-alpha": (None, "float32", False),
     "reordered": (ALPHA, "float32", True),
     "float16": (ALPHA, "float16", False),
@@ -93,8 +99,23 @@ def _kinds(arch: str, fmt: str) -> list[str]:
     """The row kinds a format x architecture has (from the format, not from the library)."""
     lora_format = FORMATS[fmt]
     kinds = [k for k in VALID_KINDS if k != "no-alpha" or lora_format.alpha]
+    if not _carries_text_encoders(arch, fmt):
+        kinds = [k for k in kinds if k not in ("denoiser-only", "text-encoders-only")]
     kinds += [f"partial-no-{part}" for part in _fused_parts(arch, fmt)]
     return kinds + ["stray-key"]
+
+
+def _carries_text_encoders(arch: str, fmt: str) -> bool:
+    """The format names text-encoder layers of this architecture (from its naming rules)."""
+    lora_format = FORMATS[fmt]
+    path = "text_model.encoder.layers.0.self_attn.q_proj"
+    for component in ARCH_COMPONENTS[arch][1:]:
+        probe = Group(component, path, (path,), (8,), 8)
+        if lora_format.stem(arch, probe, {}) is not None and lora_format.part_filter(
+            arch, component, path
+        ):
+            return True
+    return False
 
 
 def _fused_parts(arch: str, fmt: str) -> tuple[str, ...]:
@@ -131,6 +152,13 @@ def _check_writer_reference(ref, built) -> None:
 def _case_of(kind: str, lora_format, arch: str, scene, cands) -> tuple[Case, bool, list[Pick]]:
     """The deterministic file of a row: its case, whether it is valid input, and the
     picks a refusal must name (the partial group)."""
+    denoiser = DENOISER[arch]
+    if kind == "text-encoders-only":
+        cands = [(g, parts) for g, parts in cands if g.component != denoiser]
+        if not cands:
+            raise RuntimeError(f"{lora_format.name} expresses no text-encoder group on {arch}")
+    elif kind != "complete":
+        cands = [(g, parts) for g, parts in cands if g.component == denoiser]
     if kind in VALID_KINDS:
         alpha, dtype, _ = VALID_KINDS[kind]
         picks = [Pick(g, parts, RANK, alpha if lora_format.alpha else None) for g, parts in cands]
