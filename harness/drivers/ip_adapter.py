@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.cell.classify import Unsupported
-from harness.drivers.probe import accepts, at_least
+from harness.drivers.probe import Since, accepts, at_least
 from harness.inputs.checkpoints.ip_adapter.hub import ENTRIES, Entry
 
 #: ``**kwargs`` options of ``load_ip_adapter`` -> first diffusers version that reads them
 #: (older versions accept and silently ignore them, so a probe cannot tell).
 KWARG_SINCE: dict[str, str] = {"low_cpu_mem_usage": "0.27"}
+
+#: ``set_ip_adapter_scale`` documents per-block dicts (``{"down": {"block_2": [0, 1]}}``)
+#: from 0.28 (InstantStyle); before, its public contract is a float or one per adapter, so
+#: a dict there is a call the API does not offer (unsupported), not a finding.
+PER_BLOCK_SCALES = Since("0.28", source="diffusers 0.28.0 release notes, set_ip_adapter_scale")
 
 
 def family(pipe: Any) -> str:

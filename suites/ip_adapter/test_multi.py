@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.drivers.ip_adapter import denoiser, family
+from harness.drivers.ip_adapter import PER_BLOCK_SCALES, denoiser, family
 from harness.oracles.compare import outputs_close
 from harness.oracles.ip_adapter import expand_block_scales
 from harness.protocol.outcomes import Outcome
@@ -112,6 +112,10 @@ def test_block_scales(compat: Any, ipa: Any, arch: str, dtype: Any) -> None:
         config: Any = [float(i % 2) for i in range(len(ids))]
         expected = {s.name: config[i] for i, s in enumerate(ids)}
     else:
+        compat.require(
+            PER_BLOCK_SCALES.holds(),
+            f"set_ip_adapter_scale takes per-block dicts from {PER_BLOCK_SCALES.version}",
+        )
         config = block_config(target.slots)
         expected = expand_block_scales(target.slots, config)
     compat.param(entry=entry, config=config)
