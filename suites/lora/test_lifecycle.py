@@ -30,6 +30,11 @@ from harness.oracles.lora import allowance, combine, parse
 from harness.protocol.outcomes import Outcome
 
 ARCHES = ("sd15", "sdxl", "flux")
+#: Each lifecycle property on the whole file, and on the denoiser's layers alone: a broken
+#: text-encoder path (transformers 5's IndexError in 0.38-0.40) turns the whole-file row red
+#: and leaves the denoiser row free to show whether the operation itself works.
+SCOPED = [(arch, "all") for arch in ARCHES] + [(arch, "denoiser") for arch in ARCHES]
+SCOPED_IDS = [arch if scope == "all" else f"{arch}-denoiser-only" for arch, scope in SCOPED]
 
 #: Adapter names. Realistic ones on purpose: peft < 0.9 strips ``.<adapter name>`` from every
 #: key when saving, so a one-letter name like "a" would mangle ".attentions" (our bug, not
@@ -44,6 +49,7 @@ def _lora(
     part: str = "all",
     seed: int = 0,
     blocks_only: bool = False,
+    scope: str = "all",
 ):
     """A deterministic LoRA on all eligible groups, or on a half: ``even`` = the even
     denoiser groups plus the complete text encoder(s), ``odd`` = the odd denoiser groups
@@ -65,14 +71,16 @@ def _lora(
         else:
             picks = [p for i, p in enumerate(denoiser) if i % 2 == 1 or i == 0]
         case = Case(picks, 0, case.dtype, seed, 0)
+    if scope == "denoiser":
+        picks = [p for p in case.picks if p.group.component == DENOISER[scene.arch]]
+        case = Case(picks, 0, case.dtype, seed, 0)
     built = realise(lora_format, scene.arch, scene.layout, case)
     return built, parse(built.state_dict, lora_format, scene.arch, scene.layout)
 
 
 def _expect_effect(compat, scene, pipe, ref, what: str, weight: float = 1.0) -> None:
     """The pipeline now computes base + weight * reference delta (else a finding)."""
-    with compat.library_call():
-        observed = scene.observe(pipe)
+    observed = scene.observe(pipe)  # our identity probe, outside the library call
     comparisons = scene.compare(observed, ref, weight)
     try:
         judge_load(ref, comparisons, [], [], compat, scene.classes)
@@ -83,8 +91,7 @@ def _expect_effect(compat, scene, pipe, ref, what: str, weight: float = 1.0) -> 
 def _expect_pristine(
     compat, scene, pipe, what: str, outcome: Outcome = Outcome.STALE_STATE
 ) -> None:
-    with compat.library_call():
-        changed = scene.restore_diff(pipe)
+    changed = scene.restore_diff(pipe)  # our probe, outside the library call
     if changed:
         compat.detail(changed=dict(list(changed.items())[:20]))
         compat.finding(
@@ -95,18 +102,19 @@ def _expect_pristine(
 
 def _load(compat, pipe, built, name: str = A, name_keys: bool = True, **kwargs) -> list[str]:
     """Load ``built``; a refusal must name its keys unless ``name_keys`` is off (a refusal
-    of a keyword, say, has no offending key)."""
+    of a keyword, say, has no offending key). Every file here is complete and valid."""
+    compat.valid_input("a complete LoRA file")
     with compat.library_call(names=built.stems() if name_keys else ()) as msgs:
         pipe.load_lora_weights(built.state_dict, adapter_name=name, **kwargs)
     return msgs
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_unload_restores(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_unload_restores(compat, scene_for, arch: str, scope: str) -> None:
     """load -> unload_lora_weights gives back the pristine weights and output, exactly."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    built, ref = _lora(scene)
+    built, ref = _lora(scene, scope=scope)
     pipe = scene.fresh()
     _load(compat, pipe, built)
     _expect_effect(compat, scene, pipe, ref, "load")
@@ -124,13 +132,13 @@ def test_unload_restores(compat, scene_for, arch: str) -> None:
         )
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_fuse_unfuse(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_fuse_unfuse(compat, scene_for, arch: str, scope: str) -> None:
     """fuse_lora writes base + delta into the weights (and the LoRA is not applied twice);
     unfuse_lora gives the base weights back within rounding."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    built, ref = _lora(scene, seed=1)
+    built, ref = _lora(scene, scope=scope, seed=1)
     pipe = scene.fresh()
     _load(compat, pipe, built)
     with compat.library_call():
@@ -170,12 +178,12 @@ def test_fuse_unfuse(compat, scene_for, arch: str) -> None:
     _expect_effect(compat, scene, pipe, ref, "unfuse_lora (adapter active again)")
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_set_adapters_weight(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_set_adapters_weight(compat, scene_for, arch: str, scope: str) -> None:
     """set_adapters([A], [w]) scales the effect by w, for w in 0.5, 2.0 and 0."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    built, ref = _lora(scene, seed=2)
+    built, ref = _lora(scene, scope=scope, seed=2)
     pipe = scene.fresh()
     _load(compat, pipe, built)
     for weight in (0.5, 2.0, 0.0):
@@ -184,14 +192,14 @@ def test_set_adapters_weight(compat, scene_for, arch: str) -> None:
         _expect_effect(compat, scene, pipe, ref, f"set_adapters([{A!r}], [{weight}])", weight)
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_multiple_adapters(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_multiple_adapters(compat, scene_for, arch: str, scope: str) -> None:
     """Two adapters with different (overlapping) target sets, weighted 0.7 / 1.3: the
     effect is the weighted sum of both references."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    a, ref_a = _lora(scene, part="even", seed=3)
-    b, ref_b = _lora(scene, part="odd", seed=4)
+    a, ref_a = _lora(scene, scope=scope, part="even", seed=3)
+    b, ref_b = _lora(scene, scope=scope, part="odd", seed=4)
     pipe = scene.fresh()
     _load(compat, pipe, a, A)
     _load(compat, pipe, b, B)
@@ -206,13 +214,13 @@ def test_multiple_adapters(compat, scene_for, arch: str) -> None:
     )
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_delete_adapters(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_delete_adapters(compat, scene_for, arch: str, scope: str) -> None:
     """delete_adapters(A) with B loaded leaves exactly B's effect and forgets A."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    a, _ = _lora(scene, part="even", seed=5)
-    b, ref_b = _lora(scene, part="odd", seed=6)
+    a, _ = _lora(scene, scope=scope, part="even", seed=5)
+    b, ref_b = _lora(scene, scope=scope, part="odd", seed=6)
     pipe = scene.fresh()
     _load(compat, pipe, a, A)
     _load(compat, pipe, b, B)
@@ -228,12 +236,12 @@ def test_delete_adapters(compat, scene_for, arch: str) -> None:
     _expect_effect(compat, scene, pipe, ref_b, f"delete_adapters({A!r})")
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_disable_enable(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_disable_enable(compat, scene_for, arch: str, scope: str) -> None:
     """disable_lora -> pristine behaviour; enable_lora -> the LoRA's effect again."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    built, ref = _lora(scene, seed=7)
+    built, ref = _lora(scene, scope=scope, seed=7)
     pipe = scene.fresh()
     _load(compat, pipe, built)
     with compat.library_call():
@@ -244,13 +252,13 @@ def test_disable_enable(compat, scene_for, arch: str) -> None:
     _expect_effect(compat, scene, pipe, ref, "enable_lora")
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_set_lora_device(compat, scene_for, device, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_set_lora_device(compat, scene_for, device, arch: str, scope: str) -> None:
     """set_lora_device moves the adapter's tensors (to CPU and back on a GPU run; on a CPU
     run the same device) and the effect is unchanged."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    built, ref = _lora(scene, seed=8)
+    built, ref = _lora(scene, scope=scope, seed=8)
     pipe = scene.fresh()
     _load(compat, pipe, built)
     for target in ("cpu", str(device)):
@@ -338,29 +346,29 @@ def test_save_load_roundtrip(compat, scene_for, tmp_path, arch: str, fmt: str) -
         )
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_low_cpu_mem_usage(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_low_cpu_mem_usage(compat, scene_for, arch: str, scope: str) -> None:
     """low_cpu_mem_usage=True and False both give the reference effect."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     compat.require(
         LORA_LOW_CPU_MEM_USAGE.holds(),
         f"load_lora_weights reads low_cpu_mem_usage from {LORA_LOW_CPU_MEM_USAGE.version}",
     )
     scene = scene_for(arch)
-    built, ref = _lora(scene, seed=10)
+    built, ref = _lora(scene, scope=scope, seed=10)
     for flag in (True, False):
         pipe = scene.fresh()
         _load(compat, pipe, built, name_keys=False, low_cpu_mem_usage=flag)
         _expect_effect(compat, scene, pipe, ref, f"load_lora_weights(low_cpu_mem_usage={flag})")
 
 
-@pytest.mark.parametrize("arch", ARCHES)
-def test_output_matches_patched(compat, scene_for, arch: str) -> None:
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_output_matches_patched(compat, scene_for, arch: str, scope: str) -> None:
     """End to end: one denoising step with the LoRA loaded equals the same step of a pristine
     pipeline whose weights were patched by hand with the reference deltas."""
-    compat.param(arch=arch, format="peft")
+    compat.param(arch=arch, scope=scope, format="peft")
     scene = scene_for(arch)
-    built, ref = _lora(scene, seed=11)
+    built, ref = _lora(scene, scope=scope, seed=11)
     pipe = scene.fresh()
     _load(compat, pipe, built)
     patched = scene.fresh()
