@@ -2,8 +2,10 @@
 
 ``lora``: LoRA rules only (load peft/kohya with varying rank, alpha, targets; hotswap with
 and without ``enable_lora_hotswap``; set_adapters; fuse/unfuse; disable/enable; delete;
-unload; set_lora_device; save + reload). ``all`` adds IP-Adapter load / swap / unload
-(sd15, sdxl): kept apart so an IP-Adapter finding (encoder-width switch) does not hide a LoRA one.
+unload; set_lora_device; save + reload) on denoiser-only files. ``text-encoders``: the same
+rules on files that also carry text-encoder layers. ``lora-ip`` adds IP-Adapter load / swap
+/ unload (sd15, sdxl) to the denoiser-only rules. Kept apart so one broken path (an
+IP-Adapter width switch, a text-encoder load) does not hide the others' findings.
 See harness/scenarios/lifecycle/ for the model, semantics and reproduction scripts.
 """
 
@@ -16,6 +18,7 @@ import pytest
 from harness.drivers.lifecycle import available_rules, load_activates
 from harness.scenarios.lifecycle import scripts
 from harness.scenarios.lifecycle.machine import (
+    FAMILIES,
     LoraBank,
     MachineContext,
     ip_entries,
@@ -25,7 +28,12 @@ from harness.scenarios.lifecycle.machine import (
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-CASES = [("sd15", "lora"), ("sd15", "all"), ("sdxl", "lora"), ("sdxl", "all"), ("flux", "lora")]
+CASES = [
+    (arch, family)
+    for arch in ("sd15", "sdxl", "flux")
+    for family in FAMILIES
+    if not (arch == "flux" and FAMILIES[family][1])  # no IP-Adapter rules for Flux
+]
 
 
 @pytest.mark.parametrize("arch,family", CASES, ids=[f"{a}-{f}" for a, f in CASES])
@@ -38,7 +46,7 @@ def test_state_machine(
     pipe = scene.fresh()
     rules = available_rules(pipe, arch)
     compat.require(rules["load"], f"{type(pipe).__name__} has no load_lora_weights")
-    if family == "all":
+    if FAMILIES[family][1]:
         compat.require(rules["ip_adapter"], f"{type(pipe).__name__} has no IP-Adapter loader")
     ctx = MachineContext(
         compat=compat,
@@ -47,9 +55,9 @@ def test_state_machine(
         bank=LoraBank(scene),
         rules=rules,
         device=device,
-        ipa=life_ipa if family == "all" else None,
+        ipa=life_ipa if FAMILIES[family][1] else None,
         family=family,
-        ip_entries=ip_entries(arch) if family == "all" else (),
+        ip_entries=ip_entries(arch) if FAMILIES[family][1] else (),
         activates=load_activates(),
     )
     compat.detail(load_activates=ctx.activates)

@@ -1,5 +1,5 @@
 """LoRA lifecycle on each architecture: unload, fuse/unfuse, adapter weights, several
-adapters, delete, disable/enable, set_lora_device, save -> load, low_cpu_mem_usage, and the
+adapters, delete, reuse of a freed name, disable/enable, set_lora_device, save -> load, low_cpu_mem_usage, and the
 end-to-end output against a pipeline patched by hand with the reference deltas.
 
 The adapter under test is a diffusers/PEFT-format LoRA on every targetable layer (the
@@ -234,6 +234,32 @@ def test_delete_adapters(compat, scene_for, arch: str, scope: str) -> None:
             f"get_list_adapters still lists 'style' after delete_adapters: {listed}",
         )
     _expect_effect(compat, scene, pipe, ref_b, f"delete_adapters({A!r})")
+
+
+#: How a name is freed before it is used again; both are documented ways to drop a LoRA.
+FREED_BY = ("delete", "unload")
+REUSE = [(a, s, how) for a, s in SCOPED for how in FREED_BY]
+REUSE_IDS = [f"{sid}-after-{how}" for sid in SCOPED_IDS for how in FREED_BY]
+
+
+@pytest.mark.parametrize("arch,scope,how", REUSE, ids=REUSE_IDS)
+def test_name_reuse(compat, scene_for, arch: str, scope: str, how: str) -> None:
+    """Load A as 'style', free the name (delete_adapters / unload_lora_weights), load B as
+    'style': the pipeline holds exactly B's effect. A refusal of the second load (a name
+    left registered) is a refusal of valid input, never a pass."""
+    compat.param(arch=arch, scope=scope, format="peft", freed_by=how)
+    scene = scene_for(arch)
+    a, _ = _lora(scene, scope=scope, seed=7)
+    b, ref_b = _lora(scene, scope=scope, seed=8)
+    pipe = scene.fresh()
+    _load(compat, pipe, a, A)
+    with compat.library_call():
+        if how == "delete":
+            pipe.delete_adapters(A)
+        else:
+            pipe.unload_lora_weights()
+    _load(compat, pipe, b, A)
+    _expect_effect(compat, scene, pipe, ref_b, f"{how} of {A!r}, then a load under {A!r}")
 
 
 @pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)

@@ -37,11 +37,17 @@ LORA_CASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "refiner-base": ("refiner", "a", ("unet", "text_encoder", "text_encoder_2")),
     "refiner-te2": ("refiner", "b", ("text_encoder_2",)),
     "sd15-components": ("sd15-components", "a", ("unet", "text_encoder")),
-    # UNet only: exercises the sharing where text-encoder LoRAs do not load at all.
-    "sd15-components-unet": ("sd15-components", "a", ("unet",)),
     "sd15-from_pipe": ("sd15-from_pipe", "a", ("unet", "text_encoder")),
     "sdxl-components": ("sdxl-components", "a", ("unet", "text_encoder", "text_encoder_2")),
     "sdxl-from_pipe": ("sdxl-from_pipe", "a", ("unet", "text_encoder", "text_encoder_2")),
+}
+#: The same cases with a UNet-only LoRA: the sharing property does not need the
+#: text-encoder load path, so a release (or companion) that breaks that path (0.38-0.40
+#: with transformers 5) leaves these rows free to pass or fail on the sharing itself.
+LORA_CASES |= {
+    f"{case}-unet": (pair, into, ("unet",))
+    for case, (pair, into, comps) in list(LORA_CASES.items())
+    if "unet" in comps
 }
 
 #: Pairs whose members share every module (unload through the *other* pipeline).
@@ -216,11 +222,10 @@ def test_lora_fuse_shared(compat: Any, world: Any, case: str) -> None:
         compat.finding(Outcome.STALE_STATE, "after unfuse + unload: " + "; ".join(problems[:4]))
 
 
-@pytest.mark.parametrize("name", FULLY_SHARED)
-def test_lora_unload_via_other(compat: Any, world: Any, name: str) -> None:
+@pytest.mark.parametrize("case", [c for n in FULLY_SHARED for c in (n, f"{n}-unet")])
+def test_lora_unload_via_other(compat: Any, world: Any, case: str) -> None:
     """Members sharing every module: a LoRA loaded through one pipeline and unloaded
     through the other leaves both pristine (the modules hold the state, not the pipeline)."""
-    case = name
     pair, target, other, p_target, p_other, *_ = _load_lora(compat, world, case, 2)
     with compat.library_call():
         other.unload_lora_weights()

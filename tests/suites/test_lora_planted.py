@@ -14,6 +14,8 @@ g. a Flux Control LoRA load that skips widening ``x_embedder``
 h. a Flux Control LoRA load that skips the norm scales
 i. a clean, well-worded ValueError refusing a complete kohya SD1.5 file (REFUSED: a clear
    error on valid input is never a pass)
+j. ``delete_adapters`` that leaves the name registered in the UNet's ``peft_config``, so a
+   later load under the freed name is refused (reusing a deleted name is valid)
 
 The hypothesis checks are narrowed to the transformer blocks (``ADAPTER_COMPAT_LORA_FOCUS``)
 so the unpatched run is green in every cell that has these loaders (0.42's global-layer
@@ -45,6 +47,7 @@ CHECKS = {
     "drop": ("test_formats.py", "test_load and flux-kohya-complete"),
     "alpha": ("test_formats.py", "test_load and flux-kohya-complete"),
     "refuse": ("test_formats.py", "test_load and sd15-kohya-complete"),
+    "reuse": ("test_lifecycle.py", "test_name_reuse and sd15-after-delete"),
     "mutate": (
         "test_formats.py",
         "test_load_does_not_mutate_input and flux-peft and not alpha and not bare and not base_model",
@@ -56,7 +59,7 @@ CHECKS = {
 
 
 #: Checks of other architectures than Flux: no focus on the transformer blocks.
-UNFOCUSED = ("refuse",)
+UNFOCUSED = ("refuse", "reuse")
 
 
 def run_check(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
@@ -253,6 +256,21 @@ def plant_refuse_complete_kohya(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cls, "load_lora_weights", load_lora_weights)
 
 
+def plant_name_left_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """delete_adapters removes the layers but leaves the name in the UNet's peft_config."""
+    cls = diffusers.StableDiffusionPipeline
+    original = cls.delete_adapters
+
+    def delete_adapters(self, adapter_names, *args, **kwargs):
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        kept = {n: self.unet.peft_config[n] for n in names if n in self.unet.peft_config}
+        out = original(self, adapter_names, *args, **kwargs)
+        self.unet.peft_config.update(kept)
+        return out
+
+    monkeypatch.setattr(cls, "delete_adapters", delete_adapters)
+
+
 PLANTS = {
     "qkv": (plant_qkv_all_or_none, {"CRASH"}),
     "drop": (plant_silent_drop, {"DROPPED_KEYS"}),
@@ -264,6 +282,8 @@ PLANTS = {
     "control-expand": (plant_control_no_expansion, {"REFUSED", "CRASH"}),
     "control-norms": (plant_control_no_norms, {"DROPPED_KEYS"}),
     "refuse": (plant_refuse_complete_kohya, {"REFUSED"}),
+    # the second load fails on the stale name: refused (clearly or not), never a pass
+    "reuse": (plant_name_left_registered, {"REFUSED", "UNCLEAR", "CRASH"}),
 }
 
 
@@ -274,7 +294,7 @@ def flux_available() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control", "refuse"]
+    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control", "refuse", "reuse"]
 )  # "alpha" runs the "drop" check
 def test_unpatched_library_passes(
     key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None
