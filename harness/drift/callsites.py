@@ -122,6 +122,14 @@ class ScanResult:
         out["skipped_total"] = self.skipped_total
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScanResult:
+        """Inverse of :meth:`to_dict` (the derived counts are recomputed)."""
+        fields = {k: v for k, v in data.items() if k not in ("resolved", "skipped_total")}
+        for key in ("mismatches", "guarded"):
+            fields[key] = [Mismatch(**m) for m in fields.get(key, [])]
+        return cls(**fields)
+
     def summary_line(self) -> str:
         return (
             f"{self.package} {self.version}: {self.files} files, {self.calls} calls; "

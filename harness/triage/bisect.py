@@ -38,11 +38,12 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import UsageError
+from harness.protocol.cache import cache_root
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Where PyPI data, resolved locks, the bisect matrix and verdicts are kept.
-CACHE = Path(os.environ.get("ADAPTER_COMPAT_CACHE") or ROOT / ".cache" / "adapter-compat")
+CACHE = cache_root()
 
 PYPI_URL = "https://pypi.org/pypi/{package}/json"
 PYPI_TTL_S = 6 * 3600

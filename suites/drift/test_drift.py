@@ -29,8 +29,9 @@ from pathlib import Path
 import pytest
 
 from harness.drift.apidiff import apply_allowlist, diff_snapshots, load_allowlist
-from harness.drift.callsites import ScanResult, scan
+from harness.drift.callsites import ScanResult
 from harness.drift.resolver import COMPANIONS, find_in_dir, find_installed
+from harness.drift.scan_cache import cached_scan
 from harness.drift.snapshot import API_DIR, committed_versions, take_snapshot
 from harness.protocol.outcomes import Outcome
 from harness.protocol.versions import version_tuple
@@ -64,8 +65,9 @@ def _api_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _scan(path: str | None) -> ScanResult:
-    return scan("diffusers", path=path)
+def _scan(path: str | None) -> tuple[ScanResult, bool]:
+    """The scan, from the content-keyed cache when these exact sources were scanned before."""
+    return cached_scan("diffusers", path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,7 +82,10 @@ def _diffusers_present(compat) -> None:  # type: ignore[no-untyped-def]
         compat.not_run(f"diffusers is not installed here (or not under ${PATH_ENV})")
 
 
-def _report_mismatches(compat, result: ScanResult, mismatches: list, what: str) -> None:  # type: ignore[no-untyped-def]
+def _report_mismatches(
+    compat, scanned: tuple[ScanResult, bool], mismatches: list, what: str
+) -> None:  # type: ignore[no-untyped-def]
+    result, from_cache = scanned
     compat.param(package="diffusers", version=result.version)
     compat.detail(
         mismatches=[m.to_dict() for m in mismatches[:MAX_DETAIL]],
@@ -89,6 +94,7 @@ def _report_mismatches(compat, result: ScanResult, mismatches: list, what: str) 
         skipped=result.skipped_total,
         guarded=[m.to_dict() for m in result.guarded[:MAX_DETAIL]],
         scan_seconds=result.seconds,
+        scan_from_cache=from_cache,
     )
     if mismatches:
         first = mismatches[0]
@@ -103,30 +109,31 @@ def _report_mismatches(compat, result: ScanResult, mismatches: list, what: str) 
 def test_callsites_internal(compat, package: str) -> None:
     compat.expect(Outcome.OK)
     _diffusers_present(compat)
-    result = _scan(_path())
-    _report_mismatches(compat, result, result.mismatches_for(package), f"internal {package}")
+    scanned = _scan(_path())
+    _report_mismatches(compat, scanned, scanned[0].mismatches_for(package), f"internal {package}")
 
 
 @pytest.mark.parametrize("package", ["diffusers"])
 def test_callsites_adapter_loaders(compat, package: str) -> None:
     compat.expect(Outcome.OK)
     _diffusers_present(compat)
-    result = _scan(_path())
-    found = [m for m in result.mismatches if m.file.startswith(ADAPTER_PATHS)]
-    _report_mismatches(compat, result, found, "adapter-loading")
+    scanned = _scan(_path())
+    found = [m for m in scanned[0].mismatches if m.file.startswith(ADAPTER_PATHS)]
+    _report_mismatches(compat, scanned, found, "adapter-loading")
 
 
 @pytest.mark.parametrize("companion", COMPANIONS)
 def test_callsites_cross_package(compat, companion: str) -> None:
     compat.expect(Outcome.OK)
     _diffusers_present(compat)
-    result = _scan(_path())
+    scanned = _scan(_path())
+    result = scanned[0]
     if companion not in result.companions:
         compat.not_run(f"{companion} is not installed in this cell")
     compat.param(companion=companion, companion_version=result.companions[companion])
     compat.detail(checked=result.checked.get(companion, 0))
     _report_mismatches(
-        compat, result, result.mismatches_for(companion), f"diffusers -> {companion}"
+        compat, scanned, result.mismatches_for(companion), f"diffusers -> {companion}"
     )
 
 

@@ -209,6 +209,27 @@ def test_a_repeated_scan_sees_edited_callers(tmp_path: Path) -> None:
     assert run_scan(root, "diffusers").mismatches == []
 
 
+def test_cached_scan_equals_a_fresh_one_and_an_edit_is_a_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The content-keyed cache hands back exactly what a scan computes, and never a stale
+    answer: editing one caller changes the key and so the result."""
+    from harness.drift.scan_cache import cached_scan
+
+    monkeypatch.setenv("ADAPTER_COMPAT_CACHE", str(tmp_path / "cache"))
+    root = seed_tree(tmp_path / "src", "device=device")
+    first, hit = cached_scan("diffusers", str(root))
+    assert not hit and first.mismatches
+    again, hit = cached_scan("diffusers", str(root))
+    fresh = run_scan(root, "diffusers")
+    assert hit
+    assert again.to_dict() | {"seconds": 0} == first.to_dict() | {"seconds": 0}
+    assert [m.to_dict() for m in again.mismatches] == [m.to_dict() for m in fresh.mismatches]
+    seed_tree(tmp_path / "src", 'device_map={"": device}')  # edit the callers
+    edited, hit = cached_scan("diffusers", str(root))
+    assert not hit and edited.mismatches == []
+
+
 # -- 3. resolver features without false alarms -----------------------------------------------
 FEATURES = {
     "pkg/__init__.py": """
