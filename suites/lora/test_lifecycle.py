@@ -178,6 +178,39 @@ def test_fuse_unfuse(compat, scene_for, arch: str, scope: str) -> None:
     _expect_effect(compat, scene, pipe, ref, "unfuse_lora (adapter active again)")
 
 
+#: ``fuse_lora(lora_scale=...)``: a scale users pass to bake a LoRA in at less than full
+#: strength (documented in every release of the grid).
+FUSE_SCALE = 0.5
+
+
+@pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
+def test_fuse_lora_scale(compat, scene_for, arch: str, scope: str) -> None:
+    """fuse_lora(lora_scale=0.5) of a kohya file with alpha 2 != rank 4 writes
+    base + 0.5 * (alpha / rank) * up @ down into the stored weights, and the effective
+    weights equal them (the LoRA is not applied again on top)."""
+    compat.param(arch=arch, scope=scope, format="kohya", alpha=2.0, rank=4)
+    scene = scene_for(arch)
+    built, ref = _lora(scene, fmt="kohya", alpha=2.0, scope=scope, seed=10)
+    pipe = scene.fresh()
+    compat.require(
+        accepts(pipe.fuse_lora, "lora_scale"), "fuse_lora takes no lora_scale in this version"
+    )
+    _load(compat, pipe, built)
+    with compat.library_call():
+        pipe.fuse_lora(lora_scale=FUSE_SCALE, **scene.fuse_kwargs(pipe))
+        stored = scene.stored(pipe)
+    comparisons = scene.compare(stored, ref, FUSE_SCALE)
+    if not any(c.matched or c.wrong for c in comparisons.values()):
+        compat.finding(Outcome.SILENT_NOOP, "fuse_lora changed no stored weight")
+    try:
+        judge_load(ref, comparisons, [], [], compat, scene.classes)
+    except Finding as exc:
+        raise Finding(exc.outcome, f"weights fused with lora_scale={FUSE_SCALE}: {exc}") from None
+    _expect_effect(
+        compat, scene, pipe, ref, f"fuse_lora(lora_scale={FUSE_SCALE})", weight=FUSE_SCALE
+    )
+
+
 @pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
 def test_set_adapters_weight(compat, scene_for, arch: str, scope: str) -> None:
     """set_adapters([A], [w]) scales the effect by w, for w in 0.5, 2.0 and 0."""

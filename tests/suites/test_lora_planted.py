@@ -14,6 +14,7 @@ g. a Flux Control LoRA load that skips widening ``x_embedder``
 h. a Flux Control LoRA load that skips the norm scales
 i. a clean, well-worded ValueError refusing a complete kohya SD1.5 file (REFUSED: a clear
    error on valid input is never a pass)
+k. ``fuse_lora`` that ignores ``lora_scale`` (fuses at full strength)
 j. ``delete_adapters`` that leaves the name registered in the UNet's ``peft_config``, so a
    later load under the freed name is refused (reusing a deleted name is valid)
 
@@ -48,6 +49,7 @@ CHECKS = {
     "alpha": ("test_formats.py", "test_load and flux-kohya-complete"),
     "refuse": ("test_formats.py", "test_load and sd15-kohya-complete"),
     "reuse": ("test_lifecycle.py", "test_name_reuse and sd15-after-delete"),
+    "fusescale": ("test_lifecycle.py", "test_fuse_lora_scale and sd15 and not denoiser"),
     "mutate": (
         "test_formats.py",
         "test_load_does_not_mutate_input and flux-peft and not alpha and not bare and not base_model",
@@ -59,7 +61,7 @@ CHECKS = {
 
 
 #: Checks of other architectures than Flux: no focus on the transformer blocks.
-UNFOCUSED = ("refuse", "reuse")
+UNFOCUSED = ("refuse", "reuse", "fusescale")
 
 
 def run_check(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
@@ -271,6 +273,17 @@ def plant_name_left_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cls, "delete_adapters", delete_adapters)
 
 
+def plant_fuse_ignores_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fuse_lora drops its lora_scale and fuses at full strength."""
+    cls = diffusers.StableDiffusionPipeline
+    original = cls.fuse_lora
+
+    def fuse_lora(self, *args, lora_scale: float = 1.0, **kwargs):
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "fuse_lora", fuse_lora)
+
+
 PLANTS = {
     "qkv": (plant_qkv_all_or_none, {"CRASH"}),
     "drop": (plant_silent_drop, {"DROPPED_KEYS"}),
@@ -284,6 +297,7 @@ PLANTS = {
     "refuse": (plant_refuse_complete_kohya, {"REFUSED"}),
     # the second load fails on the stale name: refused (clearly or not), never a pass
     "reuse": (plant_name_left_registered, {"REFUSED", "UNCLEAR", "CRASH"}),
+    "fusescale": (plant_fuse_ignores_scale, {"WRONG_RESULT"}),
 }
 
 
@@ -294,7 +308,7 @@ def flux_available() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control", "refuse", "reuse"]
+    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control", "refuse", "reuse", "fusescale"]
 )  # "alpha" runs the "drop" check
 def test_unpatched_library_passes(
     key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None
