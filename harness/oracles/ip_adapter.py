@@ -3,10 +3,14 @@ computed from the checkpoint and the target model alone (never from diffusers' c
 
 * Attention processors: the IP layers of processor ``slot`` hold the release tensors
   stored under ``slot.ip_id`` (numbering rules in ``checkpoints.ip_adapter.targets``).
-* image_proj: diffusers renames and splits the resampler keys, and the names moved between
-  versions, so the oracle finds every checkpoint tensor (or both halves of a fused
-  ``to_kv``) *by value* among the loaded projection's tensors, requires the block index
-  (``layers.N``) to survive, and requires every loaded tensor to come from the checkpoint.
+* image_proj: each checkpoint key maps to a named parameter of the loaded projection
+  (``checkpoints.ip_adapter.proj_names``: renames, a fused ``to_kv`` split in halves; the
+  scheme is the one whose names the loaded module carries, as diffusers renamed blocks
+  between versions). Each tensor must sit *at its mapped name*: a search by value would
+  pass two same-shape tensors exchanged. Missing names, wrong values and loaded parameters
+  no key maps to are reported separately.
+* The projection's forward and one processor's image branch, recomputed in plain torch,
+  live in ``ip_projection`` and ``ip_attention``.
 * Per-block scales: the documented ``{"down": {"block_2": [0.0, 1.0]}, ...}`` semantics
   expanded to processor names by our own rule.
 * FaceID LoRA: each targeted linear must compute ``x @ (W + up @ down).T + b``.
@@ -21,6 +25,7 @@ from typing import Any
 
 import torch
 
+from harness.inputs.checkpoints.ip_adapter.proj_names import NameScheme, schemes_for
 from harness.inputs.checkpoints.ip_adapter.targets import Slot, Target
 from harness.inputs.checkpoints.ip_adapter.variants import LORA_PARTS
 from harness.oracles.compare import tolerance
@@ -120,63 +125,106 @@ def non_ip_slots_with_ip_layers(denoiser: Any, target: Target) -> list[str]:
 
 @dataclass
 class ProjMatch:
-    """How the loaded image projection relates to the checkpoint's ``image_proj``."""
+    """How the loaded image projection relates to the checkpoint's ``image_proj``, under
+    the name scheme (``proj_names.SCHEMES``) whose names the loaded module carries."""
 
-    missing: list[str] = field(default_factory=list)  # checkpoint keys found nowhere
-    misplaced: list[str] = field(default_factory=list)  # found, but in another block
-    unaccounted: list[str] = field(default_factory=list)  # loaded tensors from elsewhere
+    scheme: str = ""
+    missing: list[str] = field(default_factory=list)  # "key -> param" absent from the module
+    wrong: list[str] = field(default_factory=list)  # "key -> param: why" (shape or value)
+    unaccounted: list[str] = field(default_factory=list)  # loaded params no key maps to
     mapping: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.misplaced or self.unaccounted)
+        return not (self.missing or self.wrong or self.unaccounted)
 
     def summary(self, limit: int = 6) -> str:
         parts = []
         for label, keys in (
             ("missing", self.missing),
-            ("misplaced", self.misplaced),
+            ("wrong", self.wrong),
             ("unaccounted", self.unaccounted),
         ):
             if keys:
                 parts.append(f"{label}: {', '.join(keys[:limit])}")
-        return "; ".join(parts) or "all image_proj tensors accounted for"
+        verdict = "; ".join(parts) or "every image_proj tensor at its mapped name"
+        return f"[{self.scheme}] {verdict}"
 
 
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+def _parts(key: str, tensor: torch.Tensor, params: Sequence[str]) -> list[torch.Tensor]:
+    """The tensor, or its equal dim-0 parts when the rule splits it (a fused ``to_kv``)."""
+    if len(params) == 1:
+        return [tensor]
+    if tensor.shape[0] % len(params):
+        raise ValueError(f"image_proj.{key} cannot be split into {len(params)} equal parts")
+    return list(tensor.chunk(len(params), dim=0))
 
 
-def image_proj_match(module: Any, image_proj: Mapping[str, torch.Tensor]) -> ProjMatch:
-    """Find every checkpoint tensor inside ``module`` by value (see module docstring)."""
-    loaded = {k: v.detach().to("cpu") for k, v in module.state_dict().items()}
-    used: set[str] = set()
-    result = ProjMatch()
+def _images(scheme: NameScheme, keys: Sequence[str], variant: str) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for key in keys:
+        params = scheme.map(key)
+        if params is None:  # our table is incomplete: a harness bug, not a finding
+            raise ValueError(f"name scheme {variant}/{scheme.name} has no rule for {key!r}")
+        out[key] = params
+    return out
 
-    def find(tensor: torch.Tensor) -> str | None:
-        for name, value in loaded.items():
-            if name not in used and value.shape == tensor.shape:
-                if torch.equal(value, tensor.to(value.dtype)):
-                    return name
-        return None
 
-    for key, tensor in image_proj.items():
-        tensor = tensor.detach().to("cpu")
-        hit = find(tensor)
-        names = [hit] if hit else []
-        if not names and tensor.dim() >= 1 and tensor.shape[0] % 2 == 0:
-            halves = [find(h.contiguous()) for h in tensor.chunk(2, dim=0)]
-            if all(halves) and len(set(halves)) == 2:
-                names = [h for h in halves if h]
-        if not names:
-            result.missing.append(key)
-            continue
-        used.update(names)
-        result.mapping[key] = names
-        want = _LAYER.search(key)
-        if want and not all((m := _LAYER.search(n)) and m.group(1) == want.group(1) for n in names):
-            result.misplaced.append(f"{key} -> {', '.join(names)}")
-    result.unaccounted = sorted(set(loaded) - used)
+def _pick_scheme(
+    variant: str, keys: Sequence[str], loaded: Mapping[str, torch.Tensor]
+) -> tuple[NameScheme, dict[str, tuple[str, ...]]]:
+    """The scheme whose names the loaded module carries: an exact name match first, else
+    the largest overlap (table order breaks ties), so a wrong load still gets judged
+    against the closest documented layout."""
+    best: tuple[tuple[bool, int], NameScheme, dict[str, tuple[str, ...]]] | None = None
+    for scheme in schemes_for(variant):
+        images = _images(scheme, keys, variant)
+        names = {p for params in images.values() for p in params}
+        rank = (names == set(loaded), len(names & set(loaded)))
+        if best is None or rank > best[0]:
+            best = (rank, scheme, images)
+    if best is None:
+        raise ValueError(f"no name scheme for image_proj variant {variant!r}")
+    return best[1], best[2]
+
+
+def image_proj_match(
+    module: Any, image_proj: Mapping[str, torch.Tensor], variant: str
+) -> ProjMatch:
+    """Every checkpoint tensor must sit at the parameter its key maps to (module
+    docstring); ``module`` is the loaded projection (or its state dict)."""
+    state = module if isinstance(module, Mapping) else module.state_dict()
+    loaded = {k: v.detach().to("cpu") for k, v in state.items()}
+    scheme, images = _pick_scheme(variant, list(image_proj), loaded)
+    result = ProjMatch(scheme=scheme.name)
+    expected: dict[str, tuple[str, torch.Tensor]] = {}  # param -> (key, tensor)
+    for key, params in images.items():
+        tensor = image_proj[key].detach().to("cpu")
+        result.mapping[key] = list(params)
+        for param, part in zip(params, _parts(key, tensor, params), strict=True):
+            expected[param] = (key, part)
+    for param, (key, part) in expected.items():
+        actual = loaded.get(param)
+        if actual is None:
+            result.missing.append(f"{key} -> {param}")
+        elif actual.shape != part.shape:
+            result.wrong.append(
+                f"{key} -> {param}: shape {tuple(actual.shape)} != {tuple(part.shape)}"
+            )
+        elif not torch.equal(actual, part.to(actual.dtype)):
+            holder = _whose(actual, expected)
+            why = f"holds {holder}" if holder else "other values"
+            result.wrong.append(f"{key} -> {param}: {why}")
+    result.unaccounted = sorted(set(loaded) - set(expected))
     return result
+
+
+def _whose(actual: torch.Tensor, expected: Mapping[str, tuple[str, torch.Tensor]]) -> str:
+    """For the record only: which checkpoint tensor a wrong parameter holds instead."""
+    for param, (key, part) in expected.items():
+        if part.shape == actual.shape and torch.equal(actual, part.to(actual.dtype)):
+            return f"{key} (meant for {param})"
+    return ""
 
 
 def image_projection_modules(denoiser: Any) -> list[Any]:

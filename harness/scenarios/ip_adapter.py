@@ -183,6 +183,10 @@ class IPAWorld:
         return self._fresh[key]
 
 
+def entry_of(name: str | Entry) -> Entry:
+    return ENTRIES[name] if isinstance(name, str) else name
+
+
 def expect_variant(compat: Any, variant: str) -> None:
     """A release file of a variant this version has a loader for is valid input (a refusal
     is REFUSED); versions older than the variant may reject it, but only clearly (naming
@@ -199,13 +203,13 @@ def verify_loaded(
     compat: Any,
     ipa: IPAWorld,
     pipe: Any,
-    names: Sequence[str],
+    names: Sequence[str | Entry],
     pristine: Any = None,
     releases: Sequence[Any] | None = None,
 ) -> None:
     """Findings unless ``pipe`` holds exactly the adapters ``names`` (in that order):
     processor IP layers, image projections and (with ``pristine``) FaceID LoRA."""
-    arch = ENTRIES[names[0]].arch if isinstance(names[0], str) else names[0].arch
+    arch = entry_of(names[0]).arch
     target = ipa.target(arch)
     model = denoiser(pipe)
     releases = list(releases) if releases is not None else [ipa.release(n) for n in names]
@@ -225,9 +229,13 @@ def verify_loaded(
             Outcome.DROPPED_KEYS,
             f"{len(projections)} image projections for {len(releases)} adapters",
         )
-    for i, (module, release) in enumerate(zip(projections, releases, strict=True)):
-        match = image_proj_match(module, release["image_proj"])
-        compat.detail(**{f"image_proj_{i}": match.summary()})
+    variants = [entry_of(n).variant for n in names]
+    matches = [
+        image_proj_match(module, release["image_proj"], variant)
+        for module, release, variant in zip(projections, releases, variants, strict=True)
+    ]
+    compat.detail(**{f"image_proj_{i}": m.summary() for i, m in enumerate(matches)})
+    for i, match in enumerate(matches):
         if match.missing:
             compat.finding(Outcome.DROPPED_KEYS, f"adapter {i} image_proj: {match.summary()}")
         if not match.ok:

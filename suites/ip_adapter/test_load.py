@@ -2,8 +2,8 @@
 numbering rules say, and the scale does what it promises.
 
 Oracles (harness.oracles.ip_adapter): the IP layers of each attention processor equal
-the release tensors stored under that processor's id; every image_proj tensor is found by
-value in the loaded projection (block index preserved, nothing else in it); FaceID LoRA
+the release tensors stored under that processor's id; every image_proj tensor sits at the
+parameter its key maps to (proj_names table; nothing else in the projection); FaceID LoRA
 keys change each targeted linear by exactly ``up @ down``. Scale 0 must reproduce the
 pipeline without the adapter (the IP branch is added with weight 0); scale 1 must not.
 """

@@ -10,7 +10,14 @@ Planted in the installed (newest) diffusers / in our converter, in-process:
 (d) the other direction for the width-swap family: a loader that re-selects the image
     encoder on a width change (the SD.Next fix) makes the swap check pass, one that
     validates the width at load time makes the mismatch check pass — so those checks are
-    red in the grid because of the library, not because they cannot be green.
+    red in the grid because of the library, not because they cannot be green;
+(f) a load that exchanges two same-shape image-projection tensors (a search by value
+    would find both): the weight check names the key and parameter, the projection
+    forward check disagrees too;
+(g) a resampler block that applies its two input LayerNorms to the wrong streams (weights
+    all in place): only the projection forward check turns red;
+(h) an IP attention processor whose image branch takes values from ``to_k_ip``: the
+    branch check turns red.
 """
 
 from __future__ import annotations
@@ -251,3 +258,131 @@ def test_width_mismatch_caught_only_at_inference_is_late(
     (record,) = [r for r in read_records([results]) if r.get("kind") == "check"]
     assert (record["verdict"], record["observed"]) == ("regression", "CRASH"), record
     assert "late failure" in record["details"]["reason"], record["details"]
+
+
+# -- (f) two same-shape image-projection tensors exchanged during the load ----------------
+EXCHANGE_SELECT = [
+    "test_load.py::test_weights[sd15-plus-safetensors]",
+    "test_forward.py::test_projection_forward[sd15-plus]",
+]
+#: Same block, same shape: the by-value oracle this check replaced found both tensors.
+EXCHANGED = ("layers.0.ln0.weight", "layers.0.ln1.weight")
+
+
+def test_exchanged_projection_tensors_are_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = run_suite(tmp_path, EXCHANGE_SELECT, "clean")
+    assert _verdicts(clean) == {
+        "ip_adapter/load::weights[sd15-plus-safetensors]": "pass",
+        "ip_adapter/forward::projection_forward[sd15-plus]": "pass",
+    }
+
+    import torch
+    from diffusers.loaders.unet import UNet2DConditionLoadersMixin
+
+    real = UNet2DConditionLoadersMixin._convert_ip_adapter_image_proj_to_diffusers
+    exchanged: list[str] = []
+
+    def exchanging(self: Any, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        module = real(self, state_dict, *args, **kwargs)
+        params = dict(module.named_parameters())
+        a, b = (params[name] for name in EXCHANGED)
+        assert a.shape == b.shape
+        with torch.no_grad():
+            held = a.detach().clone()
+            a.copy_(b)
+            b.copy_(held)
+        exchanged.append(type(module).__name__)
+        return module
+
+    monkeypatch.setattr(
+        UNet2DConditionLoadersMixin, "_convert_ip_adapter_image_proj_to_diffusers", exchanging
+    )
+    planted = run_suite(tmp_path, EXCHANGE_SELECT, "exchanged")
+    assert exchanged, "the planted exchange never ran"
+    assert planted == {
+        "ip_adapter/load::weights[sd15-plus-safetensors]": ("regression", "WRONG_RESULT"),
+        "ip_adapter/forward::projection_forward[sd15-plus]": ("regression", "WRONG_RESULT"),
+    }
+    reasons = _reasons(tmp_path, "exchanged")
+    weights_reason = reasons["ip_adapter/load::weights[sd15-plus-safetensors]"]
+    assert "layers.0.0.norm1.weight -> layers.0.ln0.weight" in weights_reason, weights_reason
+    assert "layers.0.0.norm2.weight -> layers.0.ln1.weight" in weights_reason, weights_reason
+
+
+def _reasons(tmp_path: Path, tag: str) -> dict[str, str]:
+    records = read_records([tmp_path / f"{tag}.jsonl"])
+    return {
+        r["check_id"]: str(r["details"].get("reason", ""))
+        for r in records
+        if r.get("kind") == "check"
+    }
+
+
+# -- (g) a resampler block feeding its LayerNorms the wrong streams ------------------------
+NORMS_SELECT = EXCHANGE_SELECT
+
+
+def test_wrong_projection_forward_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = run_suite(tmp_path, NORMS_SELECT, "clean")
+    assert set(_verdicts(clean).values()) == {"pass"}, clean
+
+    import torch
+    from diffusers.models.embeddings import IPAdapterPlusImageProjectionBlock
+
+    calls: list[int] = []
+
+    def crossed_norms(self: Any, x: Any, latents: Any, residual: Any) -> Any:
+        calls.append(1)
+        encoder_hidden_states = self.ln1(x)  # ln0 belongs to the image features
+        latents = self.ln0(latents)
+        encoder_hidden_states = torch.cat([encoder_hidden_states, latents], dim=-2)
+        latents = self.attn(latents, encoder_hidden_states) + residual
+        return self.ff(latents) + latents
+
+    monkeypatch.setattr(IPAdapterPlusImageProjectionBlock, "forward", crossed_norms)
+    planted = run_suite(tmp_path, NORMS_SELECT, "crossed")
+    assert calls, "the planted block forward never ran"
+    assert planted == {
+        "ip_adapter/load::weights[sd15-plus-safetensors]": ("pass", "OK"),
+        "ip_adapter/forward::projection_forward[sd15-plus]": ("regression", "WRONG_RESULT"),
+    }
+
+
+# -- (h) an image branch that takes its values from to_k_ip --------------------------------
+BRANCH_SELECT = [
+    "test_forward.py::test_ip_attention_branch[sd15-base]",
+    "test_load.py::test_weights[sd15-base-safetensors]",
+]
+
+
+def test_wrong_ip_attention_branch_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = run_suite(tmp_path, BRANCH_SELECT, "clean")
+    assert set(_verdicts(clean).values()) == {"pass"}, clean
+
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+
+    real_call = IPAdapterAttnProcessor2_0.__call__
+    calls: list[int] = []
+
+    def keys_as_values(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        values = self.to_v_ip
+        self.to_v_ip = self.to_k_ip  # the branch computes v_ip with to_k_ip
+        try:
+            return real_call(self, *args, **kwargs)
+        finally:
+            self.to_v_ip = values
+
+    monkeypatch.setattr(IPAdapterAttnProcessor2_0, "__call__", keys_as_values)
+    planted = run_suite(tmp_path, BRANCH_SELECT, "keys-as-values")
+    assert calls, "the planted processor never ran"
+    assert planted == {
+        "ip_adapter/forward::ip_attention_branch[sd15-base]": ("regression", "WRONG_RESULT"),
+        "ip_adapter/load::weights[sd15-base-safetensors]": ("pass", "OK"),
+    }

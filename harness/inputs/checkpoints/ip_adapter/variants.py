@@ -8,8 +8,8 @@ layout as a function of the target model and the image encoder. Shapes are deriv
 the target (``targets.py``), so a checkpoint always fits the tiny zoo model it was made
 for — or deliberately does not (``encoder`` of the wrong width).
 
-Values are random and all distinct (LayerNorm weights near 1), so an oracle can find each
-checkpoint tensor inside the loaded model by value.
+Values are random and all distinct (LayerNorm weights near 1), so a tensor at the wrong
+name never equals the right one and an oracle can say which key a wrong parameter holds.
 """
 
 from __future__ import annotations
