@@ -14,6 +14,10 @@ targets, the terms ``scale * B_rows @ A`` whose sum is the module's weight delta
   ``diag(m / ||W + s B A||_row) (W + s B A)`` - the norm of each *output row* (PEFT
   ``get_weight_norm``: ``torch.linalg.norm(W + s*BA, dim=1)``, detached, which only matters
   for gradients), ``m`` the file's magnitude (a fused layer's rows split like its up);
+  a ``(1, in)`` magnitude (OneTrainer / LyCORIS ``wd_on_out=False``) is one per *input
+  column*: ``(W + s B A) diag(m / ||W + s B A||_col)``, norms taken down each column;
+* an up bias (``lora_B.bias``, peft ``lora_bias`` / BFL ``LinearLora``) adds ``s * b`` to the
+  module's bias (the LoRA branch ``s * (B A x + b)``);
 * Flux Control: a down matrix wider than the layer means the layer's input is widened with
   zero columns (the base ``[W | 0]``), and RMSNorm scales in the file replace the model's.
 
@@ -50,6 +54,10 @@ class Term:
     scale: float
     keys: tuple[str, ...]
     dtype: torch.dtype
+    bias: torch.Tensor | None = None  # the up matrix's bias rows (``lora_B.bias``)
+
+    def bias_delta(self) -> torch.Tensor | None:
+        return None if self.bias is None else self.scale * self.bias
 
     def delta(self) -> torch.Tensor:
         if self.down.dim() == 4:  # conv: up (out, r, 1, 1), down (r, in, kh, kw)
@@ -73,6 +81,8 @@ class Reference:
     #: DoRA: (component, module) -> per-output-row magnitude (float64), and its file key.
     magnitudes: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
     magnitude_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (component, module) -> "input" for a per-input-column magnitude (default: per row).
+    magnitude_axis: dict[tuple[str, str], str] = field(default_factory=dict)
     #: Full weights the file replaces: (component, parameter path) -> (value, file key).
     replaced: dict[tuple[str, str], tuple[torch.Tensor, str]] = field(default_factory=dict)
 
@@ -93,6 +103,9 @@ class Reference:
         mag = self.magnitudes.get((component, module))
         if mag is None:
             return total
+        if self.magnitude_axis.get((component, module)) == "input":
+            col_norm = total.flatten(2).norm(dim=(0, 2)) if total.dim() > 2 else total.norm(dim=0)
+            return total * (mag / col_norm).reshape(1, -1, *([1] * (total.dim() - 2)))
         norm = total.flatten(1).norm(dim=1)
         return (mag / norm).reshape(-1, *([1] * (total.dim() - 1))) * total
 
@@ -105,6 +118,18 @@ class Reference:
         for term in terms[1:]:
             total = total + term.delta()
         return total * weight
+
+    def bias_modules(self) -> list[tuple[str, str]]:
+        """Modules whose terms carry an up bias."""
+        return sorted(m for m, ts in self.terms.items() if any(t.bias is not None for t in ts))
+
+    def bias_delta(self, component: str, module: str, weight: float = 1.0) -> torch.Tensor | None:
+        deltas = [
+            d for t in self.terms.get((component, module), []) if (d := t.bias_delta()) is not None
+        ]
+        if not deltas:
+            return None
+        return sum(deltas[1:], deltas[0]) * weight
 
     def keys_for(self, component: str, module: str) -> list[str]:
         keys = {k for t in self.terms.get((component, module), []) for k in t.keys}
@@ -132,6 +157,7 @@ def _split_suffix(key: str, fmt: LoraFormat) -> tuple[str, str] | None:
         ("up", fmt.suffixes.up),
         ("alpha", fmt.suffixes.alpha),
         ("magnitude", fmt.magnitude),
+        ("bias", fmt.bias),
     ):
         if suffix and key.endswith(suffix):
             return key[: -len(suffix)], role
@@ -165,14 +191,22 @@ def parse(
         if "down" not in roles or "up" not in roles:
             ref.unknown_keys += [k for k, _ in roles.values()]
             continue
-        _add_terms(ref, table[stem], roles, permute=fmt.native_fused)
+        axis = "input" if fmt.magnitude_shape == "input" else "row"
+        _add_terms(ref, table[stem], roles, permute=fmt.native_fused, axis=axis)
     return ref
 
 
 def _add_magnitude(
-    ref: Reference, group: Group, key: str, value: torch.Tensor, permute: bool
+    ref: Reference, group: Group, key: str, value: torch.Tensor, permute: bool, axis: str = "row"
 ) -> None:
     mag = value.detach().to("cpu", torch.float64).flatten()
+    if axis == "input":  # one magnitude per input column: shared by every row of the layer
+        if group.fused:
+            raise ValueError(f"{key}: a per-input-column magnitude of a fused layer")
+        ref.magnitudes[(group.component, group.parts[0])] = mag
+        ref.magnitude_keys[(group.component, group.parts[0])] = key
+        ref.magnitude_axis[(group.component, group.parts[0])] = "input"
+        return
     if permute and group.permute == "swap_halves":
         half = mag.shape[0] // 2
         mag = torch.cat([mag[half:], mag[:half]])
@@ -186,6 +220,7 @@ def _add_terms(
     group: Group,
     roles: Mapping[str, tuple[str, torch.Tensor]],
     permute: bool,
+    axis: str = "row",
 ) -> None:
     down_key, down = roles["down"]
     up_key, up = roles["up"]
@@ -193,8 +228,12 @@ def _add_terms(
     alpha = float(roles["alpha"][1].double().item()) if "alpha" in roles else float(rank)
     scale = alpha / rank
     if "magnitude" in roles:
-        _add_magnitude(ref, group, *roles["magnitude"], permute=permute)
+        _add_magnitude(ref, group, *roles["magnitude"], permute=permute, axis=axis)
     keys = tuple(k for k, _ in roles.values())
+    bias64 = roles["bias"][1].detach().to("cpu", torch.float64) if "bias" in roles else None
+    if bias64 is not None and permute and group.permute == "swap_halves":
+        half = bias64.shape[0] // 2
+        bias64 = torch.cat([bias64[half:], bias64[:half]])
     up64 = up.detach().to("cpu", torch.float64)
     if permute and group.permute == "swap_halves":
         half = up64.shape[0] // 2
@@ -202,7 +241,14 @@ def _add_terms(
     down64 = down.detach().to("cpu", torch.float64)
     for part, rows in group.row_slices().items():
         ref.terms.setdefault((group.component, part), []).append(
-            Term(down64, up64[rows], scale, keys, up.dtype)
+            Term(
+                down64,
+                up64[rows],
+                scale,
+                keys,
+                up.dtype,
+                None if bias64 is None else bias64[rows],
+            )
         )
 
 
@@ -230,6 +276,59 @@ def effective_weight(module: torch.nn.Module) -> torch.Tensor:
         return (module(eye) - module(zero)).T.to("cpu", torch.float64)
     finally:
         module.train(was_training)
+
+
+@torch.no_grad()
+def effective_bias(module: torch.nn.Module) -> torch.Tensor:
+    """The bias a Linear-like module *acts* with: its output at zero input, ``f(0)``."""
+    base = getattr(module, "base_layer", module)
+    weight = base.weight
+    if base is module and type(module) is torch.nn.Linear:
+        b = module.bias
+        return (torch.zeros(weight.shape[0]) if b is None else b.detach()).to("cpu", torch.float64)
+    was_training = module.training
+    module.eval()
+    try:
+        if isinstance(base, torch.nn.Conv2d):
+            zero = torch.zeros(1, base.in_channels, 1, 1, dtype=weight.dtype, device=weight.device)
+            return module(zero)[0, :, 0, 0].to("cpu", torch.float64)
+        zero = torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device)
+        return module(zero)[0].to("cpu", torch.float64)
+    finally:
+        module.train(was_training)
+
+
+def compare_bias(
+    observed: Mapping[str, torch.Tensor],
+    base: Mapping[str, torch.Tensor],
+    ref: Reference,
+    component: str,
+    model_dtype: torch.dtype = torch.float32,
+) -> Comparison:
+    """Biases of one component: modules with an up bias in the file must act with base +
+    ``s * b``; the others keep their bias (a LoRA without bias keys adds nothing there)."""
+    result = Comparison()
+    for name, obs in observed.items():
+        b = base[name]
+        delta = ref.bias_delta(component, name)
+        exp = torch.zeros_like(b) if delta is None else delta
+        target = b + exp
+        file_dtype = ref.file_dtype(component, name) if delta is not None else model_dtype
+        tol = allowance(exp, b, file_dtype, model_dtype)
+        err = float((obs - target).abs().max()) if obs.numel() else 0.0
+        moved = float((obs - b).abs().max()) if obs.numel() else 0.0
+        if delta is None:
+            if moved > tol:
+                result.unexpected[name] = moved
+            continue
+        result.worst = max(result.worst, err)
+        if err <= tol:
+            result.matched.append(name)
+        elif moved <= tol and float(exp.abs().max()) > tol:
+            result.dropped.append(name)
+        else:
+            result.wrong[name] = err
+    return result
 
 
 def base_weight(module: torch.nn.Module) -> torch.Tensor:
@@ -347,10 +446,11 @@ def combine(weighted: Iterable[tuple[Reference, float]]) -> Reference:
         for key, terms in ref.terms.items():
             for t in terms:
                 out.terms.setdefault(key, []).append(
-                    Term(t.down, t.up, t.scale * weight, t.keys, t.dtype)
+                    Term(t.down, t.up, t.scale * weight, t.keys, t.dtype, t.bias)
                 )
         out.unknown_keys += ref.unknown_keys
         out.magnitudes.update(ref.magnitudes)
         out.magnitude_keys.update(ref.magnitude_keys)
+        out.magnitude_axis.update(ref.magnitude_axis)
         out.replaced.update(ref.replaced)
     return out

@@ -23,6 +23,8 @@ from harness.oracles.lora import (
     allowance,
     base_weight,
     compare,
+    compare_bias,
+    effective_bias,
     effective_weight,
 )
 
@@ -37,6 +39,8 @@ class Scene:
     classes: dict[str, str] = field(init=False)
     base: dict[str, dict[str, torch.Tensor]] = field(init=False)
     dtype: torch.dtype = field(init=False)
+    #: Pristine biases, measured on first use (only files with ``lora_B.bias`` need them).
+    _base_bias: dict[str, dict[str, torch.Tensor]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         pipe = self.zoo.get(self.arch)
@@ -63,6 +67,23 @@ class Scene:
     def observe(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
         return {
             c: {n: effective_weight(m) for n, m in self.modules(pipe, c).items()}
+            for c in self.layout
+        }
+
+    def observe_bias(self, pipe: Any) -> dict[str, dict[str, torch.Tensor]]:
+        """The bias each probe-able layer acts with (``f(0)``)."""
+        return {
+            c: {n: effective_bias(m) for n, m in self.modules(pipe, c).items()} for c in self.layout
+        }
+
+    def compare_bias(
+        self, observed: Mapping[str, Mapping[str, torch.Tensor]], ref: Reference
+    ) -> dict[str, Comparison]:
+        """Observed biases vs pristine + the file's ``s * b`` (pristine where none)."""
+        if self._base_bias is None:
+            self._base_bias = self.observe_bias(self.fresh())
+        return {
+            c: compare_bias(observed[c], self._base_bias[c], ref, c, self.dtype)
             for c in self.layout
         }
 

@@ -15,6 +15,11 @@ expectation follows from it:
 * ``stray-key`` - a complete file plus one well-formed pair for a module the model does
   not have: applied-or-reported (a warning naming that key or its module), or a refusal
   naming it.
+* ``with-<family>`` - the denoiser's groups plus one optional family that real files of the
+  format carry only sometimes (``formats.FAMILIES``): Flux ``embedders`` / ``final-layer``,
+  control-LoRA ``biases`` (``lora_B.bias``: the module's bias must move by ``s * b``), and
+  OneTrainer's ``t5`` keys (no diffusers Flux loader targets T5: the keys must be reported,
+  like stray keys). Real files, so valid input.
 
 ``explore[<arch>-<format>]``: hypothesis keeps drawing subsets, ranks, alphas, layouts,
 dtypes, orders and stray keys; each example is judged by the same rules (from what the
@@ -36,7 +41,7 @@ import pytest
 from hypothesis import Phase, given, settings
 
 from harness.cell.classify import Finding, LibraryError, Unsupported
-from harness.drivers.lora import judge_load
+from harness.drivers.lora import judge_load, reported
 from harness.inputs.checkpoints.lora.build import Pick
 from harness.inputs.checkpoints.lora.cases import (
     Case,
@@ -45,7 +50,7 @@ from harness.inputs.checkpoints.lora.cases import (
     full_case,
     realise,
 )
-from harness.inputs.checkpoints.lora.formats import FORMATS, stems_of
+from harness.inputs.checkpoints.lora.formats import FAMILIES, FORMATS, stems_of
 from harness.inputs.checkpoints.lora.layouts import ARCH_COMPONENTS, DENOISER, FLUX_DOUBLE, Group
 from harness.oracles.compare import fingerprint_inputs, input_mutations
 from harness.oracles.lora import parse
@@ -102,7 +107,23 @@ def _kinds(arch: str, fmt: str) -> list[str]:
     if not _carries_text_encoders(arch, fmt):
         kinds = [k for k in kinds if k not in ("denoiser-only", "text-encoders-only")]
     kinds += [f"partial-no-{part}" for part in _fused_parts(arch, fmt)]
-    return kinds + ["stray-key"]
+    return kinds + ["stray-key"] + _family_kinds(arch, fmt)
+
+
+def _family_kinds(arch: str, fmt: str) -> list[str]:
+    """``with-<family>`` for each optional family of the format that exists for ``arch``
+    (the embedder / final-layer families are Flux layers outside the blocks)."""
+    flux_only = ("embedders", "final-layer", "t5")
+    return [
+        f"with-{family}"
+        for family in FORMATS[fmt].optional
+        if arch == "flux" or family not in flux_only
+    ]
+
+
+def _families(kind: str) -> tuple[str, ...]:
+    family = kind.removeprefix("with-")
+    return (family,) if kind.startswith("with-") and family in FAMILIES else ()
 
 
 def _carries_text_encoders(arch: str, fmt: str) -> bool:
@@ -129,15 +150,27 @@ def _fused_parts(arch: str, fmt: str) -> tuple[str, ...]:
 
 
 ROWS = [(arch, fmt, kind) for arch, fmt in CASES for kind in _kinds(arch, fmt)]
+#: Key families of the extension formats checked here (control-LoRA biases on the tiny
+#: model; the control load itself, norms and all, is test_control's).
+ROWS += [
+    (arch, name, f"with-{family}")
+    for name, fmt in FORMATS.items()
+    if fmt.extension and not fmt.full_only and not fmt.magnitude
+    for arch in ARCHES
+    if fmt.supports(arch)
+    for family in fmt.optional
+    if FAMILIES[family] == "key"
+]
 
 
-def _load(compat, scene, built, names):
-    """Load ``built`` into a fresh pipeline and observe it; returns (msgs, observed)."""
+def _load(compat, scene, built, names, biases: bool = False):
+    """Load ``built`` into a fresh pipeline and observe it; returns (msgs, observed,
+    observed biases or None)."""
     pipe = scene.fresh()
     with compat.library_call(names=names) as msgs:
         pipe.load_lora_weights(built.state_dict, adapter_name="style")
     observed = scene.observe(pipe)
-    return msgs, observed
+    return msgs, observed, scene.observe_bias(pipe) if biases else None
 
 
 def _check_writer_reference(ref, built) -> None:
@@ -153,6 +186,12 @@ def _case_of(kind: str, lora_format, arch: str, scene, cands) -> tuple[Case, boo
     """The deterministic file of a row: its case, whether it is valid input, and the
     picks a refusal must name (the partial group)."""
     denoiser = DENOISER[arch]
+    families = _families(kind)
+    if families:  # the denoiser's groups (the family's own included) plus the family
+        cands = [(g, parts) for g, parts in cands if g.component == denoiser]
+        alpha = ALPHA if lora_format.alpha else None
+        picks = [Pick(g, parts, RANK, alpha) for g, parts in cands]
+        return Case(picks, 0, "float32", 0, 0, families), True, []
     if kind == "text-encoders-only":
         cands = [(g, parts) for g, parts in cands if g.component != denoiser]
         if not cands:
@@ -198,9 +237,42 @@ def judge_file(compat, scene, lora_format, arch: str, built, partial) -> str:
     ref = parse(built.state_dict, lora_format, arch, scene.layout)
     _check_writer_reference(ref, built)
     names = _names(built, partial, lora_format, arch, scene.layout)
-    msgs, observed = _load(compat, scene, built, names)
-    return judge_load(
+    with_bias = bool(ref.bias_modules())
+    msgs, observed, biases = _load(compat, scene, built, names, with_bias)
+    status = judge_load(
         ref, scene.compare(observed, ref), msgs, built.stray_keys, compat, scene.classes
+    )
+    if with_bias:
+        bias_status = judge_biases(compat, scene, ref, biases, msgs)
+        status = "OK-reported" if "reported" in (status + bias_status) else status
+    return status
+
+
+#: How a warning may name a file's up biases as a family.
+BIAS_TOKENS = ("lora_B.bias", "lora_bias")
+
+
+def judge_biases(compat, scene, ref, observed, msgs) -> str:
+    """The modules' biases after a load of a file with ``lora_B.bias`` keys: each must act
+    with pristine + ``s * b``. A bias that did not move is DROPPED_KEYS unless a warning
+    named the keys; a different value (or a moved bias the file has no key for) is
+    WRONG_RESULT."""
+    comparisons = scene.compare_bias(observed, ref)
+    wrong = [f"{c}.{m}" for c, cmp in comparisons.items() for m in (*cmp.wrong, *cmp.unexpected)]
+    compat.detail(biases_matched=sum(len(c.matched) for c in comparisons.values()))
+    if wrong:
+        compat.detail(wrong_biases=wrong[:20])
+        raise Finding(Outcome.WRONG_RESULT, f"wrong bias on {', '.join(wrong[:6])}")
+    dropped = [(c, m) for c, cmp in comparisons.items() for m in cmp.dropped]
+    if not dropped:
+        return "OK"
+    keys = sorted({k for c, m in dropped for k in ref.keys_for(c, m) if k.endswith(".bias")})
+    compat.detail(dropped_bias_keys=keys[:40])
+    if reported(msgs, keys + list(BIAS_TOKENS)):
+        return "OK-reported"
+    raise Finding(
+        Outcome.DROPPED_KEYS,
+        f"{len(keys)} up-bias key(s) had no effect and no warning: " + ", ".join(keys[:6]),
     )
 
 
@@ -210,7 +282,7 @@ def test_load(compat, scene_for, arch: str, fmt: str, kind: str) -> None:
     compat.param(arch=arch, format=fmt, kind=kind)
     scene = scene_for(arch)
     lora_format = FORMATS[fmt]
-    cands = focused(candidates(lora_format, arch, scene.layout))
+    cands = focused(candidates(lora_format, arch, scene.layout, families=_families(kind)))
     compat.require(cands, f"{fmt} expresses no module of the tiny {arch} model")
     case, valid, partial = _case_of(kind, lora_format, arch, scene, cands)
     if valid:

@@ -28,7 +28,15 @@ from harness.inputs.checkpoints.lora.manifests import (  # noqa: E402
     load_layout,
     manifest,
 )
-from harness.oracles.lora import Reference, Term, compare, effective_weight, parse  # noqa: E402
+from harness.oracles.lora import (  # noqa: E402
+    Reference,
+    Term,
+    compare,
+    compare_bias,
+    effective_bias,
+    effective_weight,
+    parse,
+)
 
 D = 8  # inner width of the hand-made Flux layout; proj_mlp is 4 * D
 HEAD = 4  # its head dimension (width of the q/k RMSNorm scales)
@@ -60,7 +68,7 @@ def flux_layout() -> dict[str, ComponentLayout]:
 
 
 def group(layout, native: str):
-    for g, parts in expressible(FORMATS["kohya"], "flux", layout):
+    for g, parts in expressible(FORMATS["kohya"], "flux", layout, FORMATS["kohya"].optional):
         if g.native == native:
             return g, parts
     raise KeyError(native)
@@ -166,7 +174,8 @@ def test_committed_manifest_matches_the_writer(path: Path) -> None:
     """The manifests are what the writers produce on the committed layouts (regenerate with
     ``python -m harness.inputs.checkpoints.lora.manifests`` when a format changes)."""
     data = json.loads(path.read_text())
-    again = manifest(data["format"], data["arch"], load_layout(data["arch"]))
+    families = tuple(data.get("families", ()))
+    again = manifest(data["format"], data["arch"], load_layout(data["arch"]), families)
     assert again["keys"] == data["keys"], path.name
     assert {d for _, d in data["keys"].values()} == {MANIFEST_DTYPE[data["arch"]]}
 
@@ -467,3 +476,181 @@ def test_view_reports_missing_magnitudes_and_norms() -> None:
     ]
     norm = read_converted({"transformer.transformer_blocks.0.attn.norm_q.weight": torch.ones(HEAD)})
     assert set(norm.norms) == {("transformer", "transformer_blocks.0.attn.norm_q.weight")}
+
+
+# ----------------------------------------------------------------------------- as trainers write
+def _stems(sd) -> set[str]:
+    return {k.rsplit(".", 2)[0] for k in sd if k.endswith(".weight")}
+
+
+def test_flux_kohya_complete_is_blocks_and_clip_only() -> None:
+    """Real kohya Flux files train block layers (and CLIP), never the embedders / final
+    layer: those are optional families, each written only on request."""
+    layout = flux_layout()
+    fmt = FORMATS["kohya"]
+    complete = realise(fmt, "flux", layout, full_case(fmt, "flux", layout, narrow=False))
+    stems = _stems(complete.state_dict)
+    assert "lora_unet_double_blocks_0_img_attn_qkv" in stems
+    assert "lora_te1_text_model_encoder_layers_0_self_attn_q_proj" in stems
+    assert not any("img_in" in s or "final_layer" in s for s in stems)
+    emb = realise(
+        fmt, "flux", layout, full_case(fmt, "flux", layout, narrow=False, families=("embedders",))
+    )
+    assert _stems(emb.state_dict) - stems == {"lora_unet_img_in"}
+    final = full_case(fmt, "flux", layout, narrow=False, families=("final-layer",))
+    extra = _stems(realise(fmt, "flux", layout, final).state_dict) - stems
+    assert extra == {"lora_unet_final_layer_adaLN_modulation_1"}
+
+
+def test_control_biases_keys_and_reference() -> None:
+    layout = flux_layout()
+    fmt = FORMATS["control"]
+    case = full_case(fmt, "flux", layout, rank=2, alpha=None, families=("biases",))
+    sd = realise(fmt, "flux", layout, case).state_dict
+    stem = "transformer.transformer_blocks.0.attn.to_q"
+    assert sd[f"{stem}.lora_B.bias"].shape == (D,)
+    assert sd["transformer.x_embedder.lora_B.bias"].shape == (D,)
+    n_pairs = sum(k.endswith(".lora_A.weight") for k in sd)
+    assert sum(k.endswith(".lora_B.bias") for k in sd) == n_pairs
+    ref = parse(sd, fmt, "flux", layout)
+    assert not ref.unknown_keys
+    path = "transformer_blocks.0.attn.to_q"
+    torch.testing.assert_close(
+        ref.bias_delta("transformer", path), sd[f"{stem}.lora_B.bias"].double()
+    )
+    assert f"{stem}.lora_B.bias" in ref.keys_for("transformer", path)
+    plain = realise(fmt, "flux", layout, full_case(fmt, "flux", layout, rank=2, alpha=None))
+    assert not any(k.endswith(".bias") for k in plain.state_dict)
+    assert parse(plain.state_dict, fmt, "flux", layout).bias_modules() == []
+
+
+def test_bfl_control_bias_of_a_fused_layer_is_split_by_rows() -> None:
+    layout = flux_layout()
+    fmt = FORMATS["control_bfl"]
+    case = full_case(fmt, "flux", layout, rank=2, narrow=False, families=("biases",))
+    sd = realise(fmt, "flux", layout, case).state_dict
+    bias = sd["double_blocks.0.img_attn.qkv.lora_B.bias"].double()
+    assert bias.shape == (3 * D,)
+    ref = parse(sd, fmt, "flux", layout)
+    k = "transformer_blocks.0.attn.to_k"
+    torch.testing.assert_close(ref.bias_delta("transformer", k), bias[D : 2 * D])
+
+
+def test_compare_bias_verdicts() -> None:
+    ref = Reference(
+        terms={
+            ("transformer", "m"): [
+                Term(
+                    torch.zeros(1, 2),
+                    torch.zeros(3, 1),
+                    0.5,
+                    ("m.lora_B.bias",),
+                    torch.float32,
+                    torch.tensor([2.0, 0.0, -2.0], dtype=torch.float64),
+                )
+            ]
+        }
+    )
+    base = {"m": torch.ones(3, dtype=torch.float64), "n": torch.zeros(2, dtype=torch.float64)}
+    good = {"m": torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64), "n": base["n"]}
+    assert compare_bias(good, base, ref, "transformer").matched == ["m"]
+    assert compare_bias(dict(base), base, ref, "transformer").dropped == ["m"]
+    twice = {"m": torch.tensor([3.0, 1.0, -1.0], dtype=torch.float64), "n": base["n"]}
+    assert "m" in compare_bias(twice, base, ref, "transformer").wrong
+    moved = {"m": good["m"], "n": torch.ones(2, dtype=torch.float64)}
+    assert "n" in compare_bias(moved, base, ref, "transformer").unexpected
+
+
+def test_effective_bias_probe() -> None:
+    base = torch.nn.Linear(3, 2).double()
+    torch.testing.assert_close(effective_bias(base), base.bias.detach())
+    zeros = torch.zeros(1, 3, dtype=torch.float64), torch.zeros(2, 1, dtype=torch.float64)
+    wrapped = FakeLora(base, *zeros, 1.0)
+    torch.testing.assert_close(effective_bias(wrapped), base.bias.detach())
+
+
+def _dora_in(w: torch.Tensor, delta: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """DoRA with a per-input-column magnitude (OneTrainer ``dora_scale`` ``(1, in)``)."""
+    total = w + delta
+    return total * (m / torch.sqrt((total**2).sum(dim=0)))[None, :]
+
+
+def test_kohya_dora_in_magnitude_is_per_input_column() -> None:
+    blk = "down_blocks.0.attentions.0.transformer_blocks.0.attn2"
+    layers = {f"{blk}.to_k": Layer(6, 4)}
+    layout = {"unet": ComponentLayout(layers)}
+    fmt = FORMATS["kohya_dora_in"]
+    ((g, parts),) = expressible(fmt, "sd15", layout)
+    sd = build(fmt, "sd15", layout, [Pick(g, parts, rank=2, alpha=1.0)], seed=7).state_dict
+    stem = "lora_unet_" + f"{blk}.to_k".replace(".", "_")
+    scale = sd[f"{stem}.dora_scale"].double()
+    assert scale.shape == (1, 6)  # one magnitude per input column
+    ref = parse(sd, fmt, "sd15", layout)
+    up, down = sd[f"{stem}.lora_up.weight"].double(), sd[f"{stem}.lora_down.weight"].double()
+    w = torch.randn(4, 6, dtype=torch.float64)
+    want = _dora_in(w, 0.5 * up @ down, scale[0])
+    torch.testing.assert_close(ref.expected_weight("unet", parts[0], w), want)
+    # the same numbers read as an (out, 1) file would normalise rows instead
+    assert not torch.allclose(want, _dora(w, 0.5 * up @ down, torch.ones(4)))
+
+
+def test_mixture_dora_has_input_magnitudes_on_every_module() -> None:
+    layout = flux_layout()
+    fmt = FORMATS["mixture_dora"]
+    sd = realise(fmt, "flux", layout, full_case(fmt, "flux", layout)).state_dict
+    pairs = [k[: -len(".lora_down.weight")] for k in sd if k.endswith(".lora_down.weight")]
+    assert pairs and all(f"{p}.dora_scale" in sd for p in pairs)
+    assert sd["lora_transformer_transformer_blocks_0_attn_to_q.dora_scale"].shape == (1, D)
+    assert not parse(sd, fmt, "flux", layout).unknown_keys
+
+
+def test_mixture_t5_family_is_stray_to_the_loader() -> None:
+    layout = flux_layout()
+    fmt = FORMATS["mixture"]
+    built = realise(fmt, "flux", layout, full_case(fmt, "flux", layout, families=("t5",)))
+    t5 = sorted(k for k in built.state_dict if k.startswith("lora_te2_"))
+    assert "lora_te2_encoder_block_0_layer_0_SelfAttention_q.lora_down.weight" in t5
+    assert "lora_te2_encoder_block_1_layer_1_DenseReluDense_wo.lora_up.weight" in t5
+    assert sorted(built.stray_keys) == t5
+    assert sorted(parse(built.state_dict, fmt, "flux", layout).unknown_keys) == t5
+
+
+def test_ai_toolkit_names() -> None:
+    layout = flux_layout()
+    fmt = FORMATS["ai_toolkit"]
+    sd = realise(fmt, "flux", layout, full_case(fmt, "flux", layout, narrow=False)).state_dict
+    assert "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight" in sd
+    assert sd["diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight"].shape == (3 * D, 4)
+    assert all(k.startswith("diffusion_model.") and ".lora_" in k for k in sd)
+    assert not any(k.endswith(".alpha") or "img_in" in k or "final_layer" in k for k in sd)
+
+
+def test_sdxl_kohya_with_diffusers_block_names() -> None:
+    sdxl = load_layout("sdxl")
+    keys = json.loads((FIXTURES / "manifest-sdxl-kohya_diffusers.json").read_text())["keys"]
+    key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"
+    assert keys[key][0] == [16, 640]
+    assert not any("input_blocks" in k or "output_blocks" in k for k in keys)
+    sgm = json.loads((FIXTURES / "manifest-sdxl-kohya.json").read_text())["keys"]
+    assert len(keys) == len(sgm)  # the same layers, other block names
+    assert sdxl["unet"].layers["down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"]
+
+
+@pytest.mark.parametrize(
+    "fmt,other",
+    [
+        ("kohya_dora_in", "kohya_dora"),
+        ("kohya_dora", "kohya_dora_in"),
+        ("kohya_diffusers", "kohya"),
+        ("kohya", "kohya_diffusers"),
+        ("ai_toolkit", "comfy"),
+        ("mixture_dora", "mixture"),
+    ],
+)
+def test_detection_tells_close_layouts_apart(fmt: str, other: str) -> None:
+    """Layouts that share a key grammar are told apart by shapes / block names: each is
+    detected as itself, never as its neighbour."""
+    arch = next(a for a in ("sdxl", "flux", "sd15") if FORMATS[fmt].supports(a))
+    keys = json.loads((FIXTURES / f"manifest-{arch}-{fmt}.json").read_text())["keys"]
+    found = detect(list(keys), {k: v[0] for k, v in keys.items()})
+    assert found is not None and found.format == fmt != other

@@ -10,6 +10,11 @@ partial groups are laid out:
   per-module LoRA into fused BFL names writes; absent parts have no rows in the down and
   zero rows in the up).
 
+Key families (``families=``, names from ``formats.FAMILIES``): ``biases`` adds the format's
+up bias (``.lora_B.bias``) to every pair; ``t5`` adds OneTrainer's ``lora_te2_`` T5 pairs,
+which no diffusers Flux loader targets, so they are returned as ``stray_keys`` (keys the
+loader must report, like a pair for a module the model lacks).
+
 The tensors are random (seeded) and *then* cast to the file dtype, so the reference, which
 reads the file, sees exactly what the library sees.
 """
@@ -24,8 +29,14 @@ from typing import Any
 
 import torch
 
-from harness.inputs.checkpoints.lora.formats import LoraFormat, get_format, split_group
-from harness.inputs.checkpoints.lora.layouts import Group, ModelLayout
+from harness.inputs.checkpoints.lora.formats import (
+    FAMILIES,
+    LoraFormat,
+    get_format,
+    split_group,
+    t5_layers,
+)
+from harness.inputs.checkpoints.lora.layouts import Group, Layer, ModelLayout
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -87,20 +98,28 @@ def build(
     stray: int = 0,
     order: Sequence[int] | None = None,
     meta: bool = False,
+    families: Iterable[str] = (),
 ) -> Built:
     """Build the state dict of ``picks`` in ``fmt``. ``stray``: how many well-formed pairs for
     modules the model does not have to add; ``order``: a permutation of the key order;
-    ``meta``: shape-only tensors on the meta device (manifests at full size)."""
+    ``meta``: shape-only tensors on the meta device (manifests at full size);
+    ``families``: key families to add (the group families are chosen through the picks)."""
+    fmt = get_format(fmt) if isinstance(fmt, str) else fmt
+    families = tuple(f for f in families if FAMILIES.get(f) == "key")
+    unknown = [f for f in families if f not in fmt.optional]
+    if unknown:
+        raise ValueError(f"{fmt.name} has no optional famil(ies) {unknown}")
     _META["on"] = meta
     try:
-        return _build(fmt, arch, layout, picks, seed, dtype, up_scale, stray, order)
+        return _build(fmt, arch, layout, picks, seed, dtype, up_scale, stray, order, families)
     finally:
         _META["on"] = False
 
 
 def _magnitude(gen: torch.Generator, rows: int, fmt: LoraFormat) -> torch.Tensor:
-    """A DoRA magnitude: positive, per output row, in the format's stored shape."""
-    shape = (rows,) if fmt.magnitude_shape == "row" else (rows, 1)
+    """A DoRA magnitude: positive, in the format's stored shape (``rows``: output rows, or
+    input columns for the ``input`` convention)."""
+    shape = {"row": (rows,), "column": (rows, 1), "input": (1, rows)}[fmt.magnitude_shape]
     if _META["on"]:
         return torch.empty(shape, device="meta")
     return 0.5 + torch.rand(shape, generator=gen)
@@ -132,15 +151,21 @@ def _build(
     up_scale: float,
     stray: int,
     order: Sequence[int] | None,
+    families: tuple[str, ...] = (),
 ) -> Built:
     fmt = get_format(fmt) if isinstance(fmt, str) else fmt
     dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
     gen = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
+    biases = "biases" in families
     for pick in picks:
-        sd.update(_emit(fmt, arch, layout, pick, gen, up_scale))
+        sd.update(_emit(fmt, arch, layout, pick, gen, up_scale, biases))
     sd.update(_norm_scales(fmt, arch, layout, gen))
     strays: list[str] = []
+    if "t5" in families:
+        t5 = _t5_pairs(fmt, picks, gen, up_scale)
+        strays += list(t5)
+        sd.update(t5)
     for n in range(stray):
         stray_sd = _stray(fmt, arch, layout, picks, n, gen, up_scale)
         strays += list(stray_sd)
@@ -156,6 +181,34 @@ def _alpha_tensor(value: float) -> torch.Tensor:
     return torch.tensor(float(value), device="meta" if _META["on"] else "cpu")
 
 
+def _bias(gen: torch.Generator, rows: int, scale: float) -> torch.Tensor:
+    """An up-matrix bias (peft ``lora_bias``): one value per output row."""
+    if _META["on"]:
+        return torch.empty(rows, device="meta")
+    return torch.randn(rows, generator=gen) * scale
+
+
+def _t5_pairs(
+    fmt: LoraFormat, picks: Sequence[Pick], gen: torch.Generator, up_scale: float
+) -> dict[str, torch.Tensor]:
+    """OneTrainer's T5 pairs (real T5-XXL widths in shape-only manifests, small otherwise),
+    with the rank / alpha of the first pick."""
+    rank = picks[0].rank if picks else 4
+    alpha = picks[0].alpha if picks else None
+    out: dict[str, torch.Tensor] = {}
+    for stem, layer in t5_layers("full" if _META["on"] else "tiny").items():
+        group = _layer_group(stem, layer)
+        out[stem + fmt.suffixes.down] = _down(gen, rank, group)
+        out[stem + fmt.suffixes.up] = _up(gen, layer.out_features, rank, group, up_scale)
+        if alpha is not None and fmt.suffixes.alpha and fmt.alpha:
+            out[stem + fmt.suffixes.alpha] = _alpha_tensor(alpha)
+    return out
+
+
+def _layer_group(name: str, layer: Layer) -> Group:
+    return Group("text_encoder_2", name, (name,), (layer.out_features,), layer.in_features)
+
+
 def _emit(
     fmt: LoraFormat,
     arch: str,
@@ -163,6 +216,7 @@ def _emit(
     pick: Pick,
     gen: torch.Generator,
     up_scale: float,
+    biases: bool = False,
 ) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     sfx = fmt.suffixes
@@ -193,7 +247,9 @@ def _emit(
         if pick.alpha is not None and sfx.alpha and fmt.alpha:
             out[stem + sfx.alpha] = _alpha_tensor(pick.alpha)
         if fmt.magnitude:
-            out[stem + fmt.magnitude] = _magnitude(gen, group.out_features, fmt)
+            out[stem + fmt.magnitude] = _magnitude(gen, _magnitude_rows(fmt, group), fmt)
+        if biases and fmt.bias:
+            out[stem + fmt.bias] = _bias(gen, group.out_features, up_scale)
         return out
     singles = split_group(group, pick.present) if group.fused else [group]
     for single in singles:
@@ -205,8 +261,19 @@ def _emit(
         if pick.alpha is not None and sfx.alpha and fmt.alpha:
             out[stem + sfx.alpha] = _alpha_tensor(pick.alpha)
         if fmt.magnitude:
-            out[stem + fmt.magnitude] = _magnitude(gen, single.out_features, fmt)
+            out[stem + fmt.magnitude] = _magnitude(gen, _magnitude_rows(fmt, single), fmt)
+        if biases and fmt.bias:
+            out[stem + fmt.bias] = _bias(gen, single.out_features, up_scale)
     return out
+
+
+def _magnitude_rows(fmt: LoraFormat, group: Group) -> int:
+    """Length of a DoRA magnitude: output rows, or input columns (``input`` convention)."""
+    if fmt.magnitude_shape == "input":
+        if group.fused:
+            raise ValueError(f"{fmt.name}: a per-input-column magnitude of a fused layer")
+        return group.in_features
+    return group.out_features
 
 
 def stray_group(group: Group, n: int = 0) -> Group:

@@ -9,7 +9,7 @@ list of picks (``describe``) instead of a wall of tensors.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.inputs.checkpoints.lora.build import Built, Pick, build
@@ -32,10 +32,15 @@ class Case:
     dtype: str
     seed: int
     order_seed: int
+    #: Key families to add (``biases``, ``t5``; group families are in the picks already).
+    families: tuple[str, ...] = ()
 
     def describe(self) -> str:
         picks = "; ".join(p.describe() for p in self.picks)
-        return f"{picks} | stray={self.stray} dtype={self.dtype} order_seed={self.order_seed}"
+        extra = f" families={','.join(self.families)}" if self.families else ""
+        return (
+            f"{picks} | stray={self.stray} dtype={self.dtype} order_seed={self.order_seed}{extra}"
+        )
 
     @property
     def partial_groups(self) -> list[Pick]:
@@ -43,11 +48,16 @@ class Case:
 
 
 def candidates(
-    fmt: LoraFormat, arch: str, layout: ModelLayout, narrow: bool = True
+    fmt: LoraFormat,
+    arch: str,
+    layout: ModelLayout,
+    narrow: bool = True,
+    families: Iterable[str] = (),
 ) -> list[tuple[Group, tuple[str, ...]]]:
-    """Groups (with the parts the format can carry) eligible for a model of ``layout``."""
+    """Groups (with the parts the format can carry) eligible for a model of ``layout``;
+    ``families``: optional group families to include."""
     out = []
-    for group, parts in expressible(fmt, arch, layout):
+    for group, parts in expressible(fmt, arch, layout, families):
         if (
             narrow
             and fmt.native_fused
@@ -60,7 +70,16 @@ def candidates(
 
 
 def realise(fmt: LoraFormat, arch: str, layout: ModelLayout, case: Case) -> Built:
-    built = build(fmt, arch, layout, case.picks, seed=case.seed, dtype=case.dtype, stray=case.stray)
+    built = build(
+        fmt,
+        arch,
+        layout,
+        case.picks,
+        seed=case.seed,
+        dtype=case.dtype,
+        stray=case.stray,
+        families=case.families,
+    )
     keys = list(built.state_dict)
     random.Random(case.order_seed).shuffle(keys)
     built.state_dict = {k: built.state_dict[k] for k in keys}
@@ -76,13 +95,15 @@ def full_case(
     dtype: str = "float32",
     narrow: bool = True,
     seed: int = 0,
+    families: Iterable[str] = (),
 ) -> Case:
-    """Every eligible group with all its parts (deterministic)."""
+    """Every eligible group with all its parts (deterministic), plus optional ``families``."""
+    families = tuple(families)
     picks = [
         Pick(g, parts, rank, alpha if fmt.alpha else None)
-        for g, parts in candidates(fmt, arch, layout, narrow)
+        for g, parts in candidates(fmt, arch, layout, narrow, families)
     ]
-    return Case(picks, 0, dtype, seed, 0)
+    return Case(picks, 0, dtype, seed, 0, families)
 
 
 def case_strategy(

@@ -8,6 +8,11 @@ A format answers three questions, and nothing else:
 * the *stem* of a group (``stem``): the key prefix before ``.lora_down.weight`` & co;
 * the key *grammar* (``pattern``) used to recognise a user's file.
 
+A format's ``complete`` file is what its trainers ship (the layers they train, with or
+without alphas); families real files carry only sometimes (``optional``: Flux embedders and
+final layer, control-LoRA ``lora_B.bias``, OneTrainer's T5 keys) are written only on request,
+so each is its own suite row. Where each layout fact comes from: ``fixtures/lora/README.md``.
+
 The writer (``harness.inputs.checkpoints.lora.build``) and the reference
 (``harness.oracles.lora``) both read these tables; neither calls diffusers.
 """
@@ -15,13 +20,14 @@ The writer (``harness.inputs.checkpoints.lora.build``) and the reference
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from harness.inputs.checkpoints.lora.layouts import (
     ARCH_COMPONENTS,
     ComponentLayout,
     Group,
+    Layer,
     ModelLayout,
     flux_groups,
     flux_norms,
@@ -66,6 +72,61 @@ _XLABS_NAMES = {
 }
 
 
+#: Optional families: name -> what it adds. ``group`` families are model layers (selected
+#: by :func:`family_of`); ``key`` families are extra keys on the pairs (``biases``) or pairs
+#: for a component no diffusers Flux loader targets (``t5``).
+FAMILIES: dict[str, str] = {
+    "embedders": "group",
+    "final-layer": "group",
+    "biases": "key",
+    "t5": "key",
+}
+#: BFL names of the Flux layers outside the blocks, by family.
+_FLUX_FAMILY_NATIVE: dict[str, tuple[str, ...]] = {
+    "embedders": ("img_in", "txt_in", "time_in.", "vector_in.", "guidance_in."),
+    "final-layer": ("final_layer.",),
+}
+
+
+def family_of(arch: str, group: Group) -> str | None:
+    """The optional family a (native) group belongs to, ``None`` for block layers."""
+    if arch != "flux" or group.component != "transformer":
+        return None
+    for family, prefixes in _FLUX_FAMILY_NATIVE.items():
+        if group.native.startswith(prefixes):
+            return family
+    return None
+
+
+#: OneTrainer's T5 key names (``lora_te2_`` + the T5 encoder module path with ``_``): per
+#: block, (module path, in width, out width) as attributes of :data:`T5_WIDTHS`.
+T5_LAYERS: tuple[tuple[str, str, str], ...] = (
+    ("layer_0_SelfAttention_q", "d_model", "inner"),
+    ("layer_0_SelfAttention_k", "d_model", "inner"),
+    ("layer_0_SelfAttention_v", "d_model", "inner"),
+    ("layer_0_SelfAttention_o", "inner", "d_model"),
+    ("layer_1_DenseReluDense_wi_0", "d_model", "d_ff"),
+    ("layer_1_DenseReluDense_wi_1", "d_model", "d_ff"),
+    ("layer_1_DenseReluDense_wo", "d_ff", "d_model"),
+)
+#: T5-XXL (Flux's ``text_encoder_2``) at real size, and a small stand-in for the tiny rows
+#: (no Flux loader reads these keys, so their widths only matter for the manifests).
+T5_WIDTHS: dict[str, dict[str, int]] = {
+    "full": {"blocks": 24, "d_model": 4096, "inner": 4096, "d_ff": 10240},
+    "tiny": {"blocks": 2, "d_model": 8, "inner": 8, "d_ff": 16},
+}
+
+
+def t5_layers(size: str) -> dict[str, Layer]:
+    """OneTrainer T5 stems (``lora_te2_encoder_block_N_...``) -> their layer shape."""
+    w = T5_WIDTHS[size]
+    return {
+        f"lora_te2_encoder_block_{i}_{name}": Layer(w[a], w[b])
+        for i in range(w["blocks"])
+        for name, a, b in T5_LAYERS
+    }
+
+
 def _us(path: str) -> str:
     return path.replace(".", "_")
 
@@ -87,11 +148,21 @@ class LoraFormat:
     pattern: re.Pattern[str]
     description: str
     part_filter: Callable[[str, str, str], bool] = lambda arch, component, path: True
-    #: DoRA: suffix of the per-output-row magnitude key (``None``: not a DoRA format) and
-    #: its stored shape: ``row`` = ``(out,)`` (PEFT), ``column`` = ``(out, 1)`` (LyCORIS /
-    #: kohya ``dora_scale``, ``wd_on_out``).
+    #: DoRA: suffix of the magnitude key (``None``: not a DoRA format) and its stored shape:
+    #: ``row`` = ``(out,)`` (PEFT), ``column`` = ``(out, 1)`` (LyCORIS ``wd_on_out=True``),
+    #: both one magnitude per output row; ``input`` = ``(1, in)`` (OneTrainer, LyCORIS
+    #: ``wd_on_out=False``): one magnitude per *input column*, norms taken down each column.
     magnitude: str | None = None
     magnitude_shape: str = "row"
+    #: Optional families (names from :data:`FAMILIES`) real files of this format carry
+    #: only sometimes: left out of ``complete``, written on request.
+    optional: tuple[str, ...] = ()
+    #: Suffix of the up matrix's bias (``.lora_B.bias``: peft ``lora_bias``), written with
+    #: the ``biases`` family.
+    bias: str | None = None
+    #: The format this one is a narrower reading of (same key grammar, e.g. kohya keys with
+    #: diffusers block names on SDXL): detection prefers it on a tie.
+    refines: str | None = None
     #: Layers whose LoRA down matrix is wider than the model's layer, by diffusers path ->
     #: factor (Flux Control: ``x_embedder`` takes the control latents too, 64 -> 128).
     expand_in: tuple[tuple[str, int], ...] = ()
@@ -113,6 +184,15 @@ class LoraFormat:
 
     def widen(self, path: str) -> int:
         return dict(self.expand_in).get(path, 1)
+
+    def magnitude_fits(self, shape: tuple[int, ...] | list[int]) -> bool:
+        """Whether a stored magnitude of ``shape`` is in this format's convention."""
+        shape = tuple(shape)
+        if self.magnitude_shape == "row":
+            return len(shape) == 1
+        if self.magnitude_shape == "column":
+            return len(shape) >= 2 and shape[1] == 1 and shape[0] > 1
+        return len(shape) >= 2 and shape[0] == 1 and shape[1] > 1
 
 
 # --------------------------------------------------------------------------- stems
@@ -166,6 +246,17 @@ def _xlabs_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
     _, idx, rest = group.native.split(".", 2)
     name = _XLABS_NAMES.get(rest)
     return None if name is None else f"double_blocks.{idx}.processor.{name}"
+
+
+def _kohya_diffusers_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    """kohya keys with diffusers block names on SDXL (OneTrainer, newer sd-scripts)."""
+    if group.component in ("text_encoder", "text_encoder_2"):
+        return _TE_KOHYA_XL[group.component] + _us(group.parts[0])
+    return "lora_unet_" + _us(group.parts[0])
+
+
+def _ai_toolkit_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
+    return "diffusion_model." + group.native if group.component == "transformer" else None
 
 
 def _control_bfl_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
@@ -302,6 +393,22 @@ FORMATS: dict[str, LoraFormat] = {
             ),
             description="kohya sd-scripts: `lora_unet_*` (SDXL: SGM block names; Flux: BFL names, fused qkv/linear1), `lora_te*_`",
             part_filter=_default_filter,
+            optional=("embedders", "final-layer"),
+        ),
+        LoraFormat(
+            "kohya_diffusers",
+            ("sdxl",),
+            KOHYA_SUFFIXES,
+            native_fused=False,
+            alpha=True,
+            stem=_kohya_diffusers_stem,
+            pattern=re.compile(
+                r"^lora_(unet_(down_blocks|mid_block|up_blocks)|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$"
+            ),
+            description="kohya keys with diffusers block names on SDXL "
+            "(`lora_unet_down_blocks_1_attentions_0_...`: OneTrainer, sd-scripts SDXL files)",
+            part_filter=_default_filter,
+            refines="kohya",
         ),
         LoraFormat(
             "comfy",
@@ -315,6 +422,21 @@ FORMATS: dict[str, LoraFormat] = {
             ),
             description="ComfyUI: `diffusion_model.<BFL name>.lora_down/up.weight`, `.alpha`",
             part_filter=_flux_part_filter,
+            optional=("embedders", "final-layer"),
+        ),
+        LoraFormat(
+            "ai_toolkit",
+            ("flux",),
+            PEFT_SUFFIXES,
+            native_fused=True,
+            alpha=False,
+            stem=_ai_toolkit_stem,
+            pattern=re.compile(
+                r"^diffusion_model\.(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer)[.].*lora_[AB]\.weight$"
+            ),
+            description="ai-toolkit: `diffusion_model.<BFL name>.lora_A/B.weight`, no alpha",
+            part_filter=_denoiser_filter,
+            optional=("embedders", "final-layer"),
         ),
         LoraFormat(
             "mixture",
@@ -324,10 +446,12 @@ FORMATS: dict[str, LoraFormat] = {
             alpha=True,
             stem=_mixture_stem,
             pattern=re.compile(
-                r"^lora_(transformer|te1)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$"
+                r"^lora_(transformer|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$"
             ),
-            description="`lora_transformer_<diffusers module with _>` (kohya-style keys, diffusers names)",
+            description="OneTrainer Flux: `lora_transformer_<diffusers module with _>`, "
+            "`lora_te1_` CLIP, optional `lora_te2_` T5 keys",
             part_filter=_mixture_filter,
+            optional=("embedders", "final-layer", "t5"),
         ),
         LoraFormat(
             "xlabs",
@@ -370,6 +494,40 @@ FORMATS: dict[str, LoraFormat] = {
             part_filter=_default_filter,
             magnitude=".dora_scale",
             magnitude_shape="column",
+            optional=("embedders", "final-layer"),
+        ),
+        LoraFormat(
+            "kohya_dora_in",
+            ("sd15", "sdxl"),
+            KOHYA_SUFFIXES,
+            native_fused=True,
+            alpha=True,
+            stem=_kohya_stem,
+            pattern=re.compile(
+                r"^lora_(unet|te|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha|dora_scale)$"
+            ),
+            description="OneTrainer / LyCORIS (`wd_on_out=False`) DoRA: kohya names plus "
+            "`<stem>.dora_scale` (1, in), one magnitude per input column",
+            part_filter=_default_filter,
+            magnitude=".dora_scale",
+            magnitude_shape="input",
+        ),
+        LoraFormat(
+            "mixture_dora",
+            ("flux",),
+            KOHYA_SUFFIXES,
+            native_fused=False,
+            alpha=True,
+            stem=_mixture_stem,
+            pattern=re.compile(
+                r"^lora_(transformer|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha|dora_scale)$"
+            ),
+            description="OneTrainer Flux DoRA: `lora_transformer_*` plus `dora_scale` (1, in) "
+            "on every module",
+            part_filter=_mixture_filter,
+            magnitude=".dora_scale",
+            magnitude_shape="input",
+            optional=("embedders", "final-layer"),
         ),
         LoraFormat(
             "control",
@@ -379,13 +537,15 @@ FORMATS: dict[str, LoraFormat] = {
             alpha=False,
             stem=_denoiser_stem,
             pattern=re.compile(
-                r"^transformer\..+\.(lora_[AB]\.weight|norm_(added_)?[qk]\.weight)$"
+                r"^transformer\..+\.(lora_[AB]\.weight|lora_B\.bias|norm_(added_)?[qk]\.weight)$"
             ),
             description="Flux Control LoRA, diffusers layout (`train_control_lora_flux.py`): "
             "`transformer.<module>.lora_A/B`, `x_embedder` down 2x wide, `attn.norm_q/k.weight`",
             part_filter=_denoiser_filter,
             expand_in=_CONTROL_EXPAND,
             norms=_control_norms,
+            optional=("biases",),
+            bias=".lora_B.bias",
         ),
         LoraFormat(
             "control_bfl",
@@ -395,7 +555,7 @@ FORMATS: dict[str, LoraFormat] = {
             alpha=False,
             stem=_control_bfl_stem,
             pattern=re.compile(
-                r"^(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\.(.+\.)?(lora_[AB]\.weight|(query|key)_norm\.scale)$"
+                r"^(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\.(.+\.)?(lora_[AB]\.weight|lora_B\.bias|(query|key)_norm\.scale)$"
             ),
             description="BFL Flux Control LoRA (Canny/Depth): BFL names with `lora_A/B`, "
             "`img_in` down 2x wide, `*.norm.query_norm/key_norm.scale`",
@@ -403,6 +563,8 @@ FORMATS: dict[str, LoraFormat] = {
             expand_in=_CONTROL_EXPAND,
             norms=_control_bfl_norms,
             full_only=True,
+            optional=("biases",),
+            bias=".lora_B.bias",
         ),
         LoraFormat(
             "fal_kontext",
@@ -452,13 +614,18 @@ def split_group(group: Group, parts: tuple[str, ...] | None = None) -> list[Grou
 
 
 def expressible(
-    fmt: LoraFormat, arch: str, layout: ModelLayout
+    fmt: LoraFormat, arch: str, layout: ModelLayout, families: Iterable[str] = ()
 ) -> list[tuple[Group, tuple[str, ...]]]:
-    """(native group, parts this format can carry) for every group the format can express."""
+    """(native group, parts this format can carry) for every group the format can express;
+    groups of the format's optional families only when ``families`` asks for them."""
     out = []
+    wanted = set(families)
     for group in native_groups(arch, layout):
         if fmt.magnitude and group.kernel != (0, 0):
             continue  # DoRA: Linear layers only (see LoraFormat.magnitude)
+        family = family_of(arch, group)
+        if family in fmt.optional and family not in wanted:
+            continue
         parts = tuple(p for p in group.parts if fmt.part_filter(arch, group.component, p))
         if not parts:
             continue
@@ -480,7 +647,7 @@ def expressible(
 def stems_of(fmt: LoraFormat, arch: str, layout: ModelLayout) -> dict[str, Group]:
     """Stem -> the group a pair under that stem stores (the inverse of the writer's naming)."""
     table: dict[str, Group] = {}
-    for group, parts in expressible(fmt, arch, layout):
+    for group, parts in expressible(fmt, arch, layout, fmt.optional):
         if fmt.native_fused:
             stem = fmt.stem(arch, group, layout)
             if stem is not None:

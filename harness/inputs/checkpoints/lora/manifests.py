@@ -5,7 +5,10 @@ interpreter: it needs torch, diffusers and transformers) instantiates SD1.5, SDX
 Flux-dev on the meta device from their published configs (below, as data: no hub), writes
 the canonical layout of each (``layout-<arch>.json``: what the reference and the
 full-scale checks read) and, for every format, the manifest of a LoRA on every layer the
-format's trainers target (``manifest-<arch>-<format>.json``). Output is deterministic.
+format's trainers target (``manifest-<arch>-<format>.json``) and, for each optional family
+of the format, the same file with that family added (``manifest-<arch>-<format>+<family>.json``).
+Output is deterministic. ``--manifests-only`` rewrites the manifests from the committed
+layouts (torch only, no diffusers).
 """
 
 from __future__ import annotations
@@ -145,35 +148,71 @@ def load_layout(arch: str, folder: Path = FIXTURES) -> ModelLayout:
     return {name: ComponentLayout.from_json(v) for name, v in data.items()}
 
 
-def manifest(fmt: str, arch: str, layout: ModelLayout) -> dict[str, Any]:
+def manifest(
+    fmt: str, arch: str, layout: ModelLayout, families: tuple[str, ...] = ()
+) -> dict[str, Any]:
     lora_format = FORMATS[fmt]
     case = full_case(
-        lora_format, arch, layout, rank=MANIFEST_RANK, alpha=float(MANIFEST_RANK), narrow=False
+        lora_format,
+        arch,
+        layout,
+        rank=MANIFEST_RANK,
+        alpha=float(MANIFEST_RANK),
+        narrow=False,
+        families=families,
     )
-    built = build(lora_format, arch, layout, case.picks, dtype=MANIFEST_DTYPE[arch], meta=True)
+    built = build(
+        lora_format,
+        arch,
+        layout,
+        case.picks,
+        dtype=MANIFEST_DTYPE[arch],
+        meta=True,
+        families=families,
+    )
     keys = {
         k: [list(v.shape), str(v.dtype).removeprefix("torch.")]
         for k, v in sorted(built.state_dict.items())
     }
-    return {"format": fmt, "arch": arch, "rank": MANIFEST_RANK, "keys": keys}
+    out: dict[str, Any] = {"format": fmt, "arch": arch, "rank": MANIFEST_RANK, "keys": keys}
+    if families:
+        out["families"] = list(families)
+    return out
 
 
-def write_all(out: Path = FIXTURES) -> list[Path]:
+def manifest_variants(arch: str) -> list[tuple[str, tuple[str, ...], str]]:
+    """(format, families, file name) of every committed manifest of ``arch``: the complete
+    file of each format, then one per optional family that applies to ``arch``."""
+    out = []
+    for name, fmt in FORMATS.items():
+        if not fmt.supports(arch):
+            continue
+        out.append((name, (), f"manifest-{arch}-{name}.json"))
+        for family in fmt.optional:
+            if family in ("embedders", "final-layer") and arch != "flux":
+                continue  # Flux layers outside the blocks
+            out.append((name, (family,), f"manifest-{arch}-{name}+{family}.json"))
+    return out
+
+
+def write_all(out: Path = FIXTURES, layouts_too: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for arch in MODELS:
-        layout = full_layout(arch)
-        path = out / f"layout-{arch}.json"
-        path.write_text(
-            json.dumps({k: v.to_json() for k, v in layout.items()}, indent=0, sort_keys=True) + "\n"
-        )
-        written.append(path)
-        for name, fmt in FORMATS.items():
-            if not fmt.supports(arch):
-                continue
-            path = out / f"manifest-{arch}-{name}.json"
+        if layouts_too:
+            layout = full_layout(arch)
+            path = out / f"layout-{arch}.json"
             path.write_text(
-                json.dumps(manifest(name, arch, layout), indent=1, sort_keys=True) + "\n"
+                json.dumps({k: v.to_json() for k, v in layout.items()}, indent=0, sort_keys=True)
+                + "\n"
+            )
+            written.append(path)
+        else:
+            layout = load_layout(arch, out)
+        for name, families, filename in manifest_variants(arch):
+            path = out / filename
+            path.write_text(
+                json.dumps(manifest(name, arch, layout, families), indent=1, sort_keys=True) + "\n"
             )
             written.append(path)
     return written
@@ -184,8 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m harness.inputs.checkpoints.lora.manifests", description=__doc__
     )
     parser.add_argument("--out", type=Path, default=FIXTURES)
+    parser.add_argument(
+        "--manifests-only",
+        action="store_true",
+        help="rewrite the manifests from the committed layouts (no diffusers needed)",
+    )
     args = parser.parse_args(argv)
-    for path in write_all(args.out):
+    for path in write_all(args.out, layouts_too=not args.manifests_only):
         print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     return 0
 
