@@ -102,6 +102,8 @@ def judge_load(
         raise Finding(Outcome.WRONG_RESULT, "; ".join(parts))
     status = "OK"
     silent: list[str] = []
+    warned: list[str] = []  # dropped keys a message reported (by name or generically)
+    generic: list[str] = []  # ... of which no message names a key or module of the case
     for component, cmp in comparisons.items():
         if not cmp.dropped:
             continue
@@ -110,6 +112,9 @@ def judge_load(
         scope = [f"'{component}'", classes.get(component, component)]
         if reported(messages, names, scope):
             status = "OK-reported"
+            warned += keys
+            if not reported(messages, names):
+                generic += keys
         else:
             silent += keys
     if silent:
@@ -119,6 +124,8 @@ def judge_load(
             Outcome.DROPPED_KEYS,
             f"{len(silent)} key(s) had no effect and no warning: " + ", ".join(silent[:6]),
         )
+    if warned and compat is not None and getattr(compat, "input_valid", False):
+        _judge_warned_drop(compat, comparisons, warned, generic)
     if stray_keys:
         nothing_loaded = all(not cmp.matched for cmp in comparisons.values())
         tokens = sorted({tok for k in stray_keys for tok in re.findall(r"bogus\d+", k)})
@@ -133,6 +140,34 @@ def judge_load(
             )
         status = "OK-reported"
     return status
+
+
+def _judge_warned_drop(
+    compat: Any, comparisons: Mapping[str, Comparison], warned: list[str], generic: list[str]
+) -> None:
+    """Keys of a complete, valid file that had no effect, with a warning: never a pass (the
+    user needed them loaded). Nothing loaded at all is a refusal by warning (REFUSED); a part
+    dropped under a warning that names none of its keys or modules (e.g. "No LoRA keys
+    associated to CLIPTextModel found ... safe to ignore") is DROPPED_KEYS; a part dropped
+    under a warning that names them is REFUSED (clear, but valid input refused)."""
+    compat.detail(dropped_keys=warned[:40], dropped_with_generic_warning=len(generic))
+    if not any(cmp.matched for cmp in comparisons.values()):
+        raise Finding(
+            Outcome.REFUSED,
+            f"nothing of a complete file loaded: all {len(warned)} key(s) dropped with a "
+            "warning: " + ", ".join(warned[:4]),
+        )
+    if generic:
+        raise Finding(
+            Outcome.DROPPED_KEYS,
+            f"{len(generic)} key(s) of a complete file had no effect; the only warning names "
+            "none of them: " + ", ".join(generic[:6]),
+        )
+    raise Finding(
+        Outcome.REFUSED,
+        f"{len(warned)} key(s) of a complete file refused by a warning naming them: "
+        + ", ".join(warned[:6]),
+    )
 
 
 def judge_view(

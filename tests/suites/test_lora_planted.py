@@ -14,6 +14,9 @@ g. a Flux Control LoRA load that skips widening ``x_embedder``
 h. a Flux Control LoRA load that skips the norm scales
 i. a clean, well-worded ValueError refusing a complete kohya SD1.5 file (REFUSED: a clear
    error on valid input is never a pass)
+l. the converter drops one attention pair of a complete file and only warns generically
+   ("No LoRA keys associated to FluxTransformer2DModel found ...", naming no key): a
+   warned drop of valid input is DROPPED_KEYS, never a pass
 k. ``fuse_lora`` that ignores ``lora_scale`` (fuses at full strength)
 j. ``delete_adapters`` that leaves the name registered in the UNet's ``peft_config``, so a
    later load under the freed name is refused (reusing a deleted name is valid)
@@ -164,6 +167,28 @@ def plant_silent_drop(monkeypatch: pytest.MonkeyPatch) -> None:
     _wrap_kohya(monkeypatch, after=drop_one)
 
 
+def plant_generic_warning_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the silent drop, plus the generic warning diffusers prints for a component it
+    found nothing for (it names the class, no key of the file)."""
+    from diffusers.utils import logging as dlogging
+
+    logger = dlogging.get_logger("diffusers.loaders.lora_base")
+
+    def drop_one(out: dict) -> dict:
+        stems = sorted({k.rsplit(".lora_", 1)[0] for k in out if ".lora_A." in k})
+        victims = [s for s in stems if ".attn." in s and bool(out[s + ".lora_B.weight"].any())]
+        if not victims or len(stems) < 2:
+            return out
+        logger.warning(
+            "No LoRA keys associated to FluxTransformer2DModel found with the "
+            "prefix='transformer'. This is safe to ignore if LoRA state dict didn't "
+            "originally have any FluxTransformer2DModel related params."
+        )
+        return {k: v for k, v in out.items() if not k.startswith(victims[0] + ".")}
+
+    _wrap_kohya(monkeypatch, after=drop_one)
+
+
 def plant_alpha_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     """The converter throws the alphas away (scale 1 instead of alpha / rank)."""
     _wrap_kohya(
@@ -287,6 +312,7 @@ def plant_fuse_ignores_scale(monkeypatch: pytest.MonkeyPatch) -> None:
 PLANTS = {
     "qkv": (plant_qkv_all_or_none, {"CRASH"}),
     "drop": (plant_silent_drop, {"DROPPED_KEYS"}),
+    "drop-generic": (plant_generic_warning_drop, {"DROPPED_KEYS"}),
     "alpha": (plant_alpha_ignored, {"WRONG_RESULT"}),
     "mutate": (plant_pop_from_caller, {"INPUT_MUTATED"}),
     "unfuse": (plant_unfuse_skips_module, {"STALE_STATE"}),
@@ -328,3 +354,13 @@ def test_planted_bug_turns_check_red(
         verdicts(records), indent=1
     )
     assert {r["observed"] for r in records} <= outcomes, json.dumps(verdicts(records), indent=1)
+
+
+def test_generic_warning_does_not_excuse_a_drop_of_valid_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None
+) -> None:
+    """The drop is caught *as a warned drop*: the warning was seen and did not count."""
+    plant_generic_warning_drop(monkeypatch)
+    records = run_check(tmp_path, "drop", monkeypatch)
+    messages = " ".join(r.get("message") or "" for r in records)
+    assert "the only warning names none of them" in messages, json.dumps(verdicts(records))
