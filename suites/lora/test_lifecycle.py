@@ -445,3 +445,66 @@ def test_output_matches_patched(compat, scene_for, arch: str, scope: str) -> Non
         compat.finding(
             Outcome.WRONG_RESULT, f"output differs from the hand-patched pipeline (max {delta:.3g})"
         )
+
+
+# -- the model-level API ------------------------------------------------------------------
+#: Operations users call on the denoiser itself (``pipe.unet`` / ``pipe.transformer``)
+#: rather than on the pipeline: the PEFT mixin of the model (``loaders/peft.py``).
+MODEL_OPS = ("load", "set_adapters", "disable_enable", "save_reload")
+MODEL_CASES = [(arch, op) for arch in ARCHES for op in MODEL_OPS]
+
+
+@pytest.mark.parametrize("arch,op", MODEL_CASES, ids=[f"{a}-{o}" for a, o in MODEL_CASES])
+def test_model_level(compat, scene_for, tmp_path, arch: str, op: str) -> None:
+    """A denoiser-only diffusers/PEFT file (alpha != rank where the format carries it) loaded
+    with ``<denoiser>.load_lora_adapter(sd, prefix=<denoiser>)``: the reference effect; then
+    ``set_adapters([A], weights=[0.5])`` -> half of it; ``disable_lora`` -> pristine,
+    ``enable_lora`` -> the effect again; ``save_lora_adapter`` + ``load_lora_adapter`` of the
+    saved file (bare keys, ``prefix=None``) into a fresh model -> the same effect."""
+    compat.param(arch=arch, op=op, format="peft", level="model")
+    scene = scene_for(arch)
+    denoiser_name = DENOISER[arch]
+    built, ref = _lora(scene, scope="denoiser", seed=11)
+    pipe = scene.fresh()
+    model = getattr(pipe, denoiser_name)
+    needs = {
+        "load": ("load_lora_adapter",),
+        "set_adapters": ("load_lora_adapter", "set_adapters"),
+        "disable_enable": ("load_lora_adapter", "disable_lora", "enable_lora"),
+        "save_reload": ("load_lora_adapter", "save_lora_adapter"),
+    }[op]
+    missing = [m for m in needs if not callable(getattr(model, m, None))]
+    compat.require(not missing, f"{type(model).__name__} has no {', '.join(missing)}")
+    compat.valid_input("a complete denoiser-only diffusers/PEFT file, model-level load")
+    with compat.library_call(names=built.stems()):
+        model.load_lora_adapter(dict(built.state_dict), prefix=denoiser_name, adapter_name=A)
+    what = f"{denoiser_name}.load_lora_adapter(prefix={denoiser_name!r})"
+    if op == "load":
+        _expect_effect(compat, scene, pipe, ref, what)
+    elif op == "set_adapters":
+        with compat.library_call():
+            model.set_adapters([A], weights=[0.5])
+        _expect_effect(
+            compat, scene, pipe, ref, f"{denoiser_name}.set_adapters([{A!r}], [0.5])", 0.5
+        )
+    elif op == "disable_enable":
+        with compat.library_call():
+            model.disable_lora()
+        _expect_effect(compat, scene, pipe, ref, f"{denoiser_name}.disable_lora()", 0.0)
+        with compat.library_call():
+            model.enable_lora()
+        _expect_effect(compat, scene, pipe, ref, f"{denoiser_name}.enable_lora()")
+    else:
+        with compat.library_call():
+            model.save_lora_adapter(str(tmp_path), adapter_name=A)
+        saved = sorted(tmp_path.glob("*.safetensors"))
+        if not saved:
+            compat.finding(Outcome.DROPPED_KEYS, "save_lora_adapter wrote no .safetensors file")
+        fresh = scene.fresh()
+        with compat.library_call():
+            getattr(fresh, denoiser_name).load_lora_adapter(
+                str(tmp_path), weight_name=saved[0].name, prefix=None, adapter_name=A
+            )
+        _expect_effect(
+            compat, scene, fresh, ref, "save_lora_adapter + load_lora_adapter(prefix=None)"
+        )

@@ -14,6 +14,7 @@ g. a Flux Control LoRA load that skips widening ``x_embedder``
 h. a Flux Control LoRA load that skips the norm scales
 i. a clean, well-worded ValueError refusing a complete kohya SD1.5 file (REFUSED: a clear
    error on valid input is never a pass)
+m. the model-level ``UNet2DConditionModel.disable_lora`` that leaves the adapter active
 l. the converter drops one attention pair of a complete file and only warns generically
    ("No LoRA keys associated to FluxTransformer2DModel found ...", naming no key): a
    warned drop of valid input is DROPPED_KEYS, never a pass
@@ -53,6 +54,7 @@ CHECKS = {
     "refuse": ("test_formats.py", "test_load and sd15-kohya-complete"),
     "reuse": ("test_lifecycle.py", "test_name_reuse and sd15-after-delete"),
     "fusescale": ("test_lifecycle.py", "test_fuse_lora_scale and sd15 and not denoiser"),
+    "modeldisable": ("test_lifecycle.py", "test_model_level and sd15-disable_enable"),
     "mutate": (
         "test_formats.py",
         "test_load_does_not_mutate_input and flux-peft and not alpha and not bare and not base_model",
@@ -64,7 +66,7 @@ CHECKS = {
 
 
 #: Checks of other architectures than Flux: no focus on the transformer blocks.
-UNFOCUSED = ("refuse", "reuse", "fusescale")
+UNFOCUSED = ("refuse", "reuse", "fusescale", "modeldisable")
 
 
 def run_check(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
@@ -309,6 +311,11 @@ def plant_fuse_ignores_scale(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cls, "fuse_lora", fuse_lora)
 
 
+def plant_model_disable_noop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UNet's own disable_lora returns without disabling anything."""
+    monkeypatch.setattr(diffusers.UNet2DConditionModel, "disable_lora", lambda self: None)
+
+
 PLANTS = {
     "qkv": (plant_qkv_all_or_none, {"CRASH"}),
     "drop": (plant_silent_drop, {"DROPPED_KEYS"}),
@@ -324,6 +331,7 @@ PLANTS = {
     # the second load fails on the stale name: refused (clearly or not), never a pass
     "reuse": (plant_name_left_registered, {"REFUSED", "UNCLEAR", "CRASH"}),
     "fusescale": (plant_fuse_ignores_scale, {"WRONG_RESULT"}),
+    "modeldisable": (plant_model_disable_noop, {"WRONG_RESULT", "STALE_STATE"}),
 }
 
 
@@ -334,7 +342,19 @@ def flux_available() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["qkv", "drop", "mutate", "unfuse", "dora", "control", "refuse", "reuse", "fusescale"]
+    "key",
+    [
+        "qkv",
+        "drop",
+        "mutate",
+        "unfuse",
+        "dora",
+        "control",
+        "refuse",
+        "reuse",
+        "fusescale",
+        "modeldisable",
+    ],
 )  # "alpha" runs the "drop" check
 def test_unpatched_library_passes(
     key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flux_available: None
