@@ -6,12 +6,16 @@ runs that kind's suites in the chosen cells with the file's path in
 ``ADAPTER_COMPAT_USER_FILE``. The suites read the tensors themselves, inside the cell.
 
 Adding a kind (e.g. IP-Adapter): a module ``harness/byo/<name>.py`` with a stdlib-only
-``detect_file(user_file) -> bool`` and ``describe_file(user_file) -> str``, plus one row in
-:data:`KINDS` naming its suites.
+``detect_file(user_file) -> bool`` and ``describe_file(user_file) -> str`` (optionally
+``understand_file(user_file) -> str | None``: why its checks could not judge the file),
+plus one row in :data:`KINDS` naming its suites. The file's bytes are checked here too
+(:func:`data_problem`): a damaged file is reported before any cell runs, never recorded as
+a harness error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -59,6 +63,13 @@ class Kind:
     def describe(self, user_file: UserFile) -> str:
         return str(self._fn("describe_file")(user_file))
 
+    def understand(self, user_file: UserFile) -> str | None:
+        """Why the checks could not judge this file (None: they can): asked before any
+        cell runs, so a file the checks would place nowhere never reaches a grid."""
+        module = importlib.import_module(f"harness.byo.{self.module}")
+        fn = getattr(module, "understand_file", None)
+        return None if fn is None else fn(user_file)
+
 
 #: Registered kinds, tried in order; the first whose detector says yes wins.
 KINDS: tuple[Kind, ...] = (
@@ -76,6 +87,10 @@ class UserFile:
     shapes: dict[str, list[int]] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    #: key -> (begin, end) byte offsets into the data section, as the header declares them.
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    data_start: int = 0  # 8 + header length: where the data section begins
+    file_size: int = 0
 
     @property
     def keys(self) -> list[str]:
@@ -123,12 +138,13 @@ def read_header(path: Path) -> UserFile:
             blob = handle.read(length)
             if len(blob) < length:
                 raise ValueError("file ends inside the header")
+            size = os.fstat(handle.fileno()).st_size
         header = json.loads(blob.decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
     except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         raise UsageError(f"{path}: unreadable safetensors header ({exc})") from None
-    user = UserFile(path)
+    user = UserFile(path, data_start=8 + length, file_size=size)
     for key, info in header.items():
         if key == "__metadata__":
             user.metadata = {str(k): str(v) for k, v in (info or {}).items()}
@@ -137,17 +153,90 @@ def read_header(path: Path) -> UserFile:
             raise UsageError(f"{path}: unreadable safetensors header (entry {key!r} has no shape)")
         user.shapes[key] = [int(x) for x in info["shape"]]
         user.dtypes[key] = str(info.get("dtype", "?"))
+        offsets = info.get("data_offsets")
+        if isinstance(offsets, list) and len(offsets) == 2:
+            user.spans[key] = (int(offsets[0]), int(offsets[1]))
     if not user.shapes:
         raise UsageError(f"{path}: the safetensors file holds no tensors")
     return user
+
+
+#: Bytes per element of each safetensors dtype (data check).
+DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
+
+
+def truncation(user: UserFile) -> str | None:
+    """A file whose header is fine but whose data stops early (an interrupted download):
+    cheap (sizes only), so even ``--detect-only`` says so."""
+    if not user.spans:
+        return None
+    needed = max(end for _, end in user.spans.values())
+    held = user.file_size - user.data_start
+    if held >= needed:
+        return None
+    cut = sorted(k for k, (_, end) in user.spans.items() if end > held)
+    return (
+        f"{user.path}: the tensor data is truncated: the header describes {needed} bytes of "
+        f"data, the file holds {max(held, 0)} ({len(cut)} of {len(user.spans)} tensors end "
+        f"past the end of the file, e.g. {cut[0]}); download or save it again"
+    )
+
+
+def data_problem(user: UserFile) -> str | None:
+    """Truncated data, or offsets that disagree with a tensor's shape and dtype: checked
+    before any cell runs, so a damaged file is the user's to fix, never our harness error."""
+    cut = truncation(user)
+    if cut:
+        return cut
+    for key, shape in user.shapes.items():
+        if key not in user.spans:
+            return f"{user.path}: header entry {key!r} has no data_offsets"
+        begin, end = user.spans[key]
+        width = DTYPE_BYTES.get(user.dtypes.get(key, ""))
+        count = 1
+        for dim in shape:
+            count *= dim
+        if begin > end or (width is not None and end - begin != count * width):
+            return (
+                f"{user.path}: the header lies about {key!r}: {user.dtypes.get(key)} "
+                f"{shape} needs {count * (width or 0)} bytes, its offsets give {end - begin}"
+            )
+    return None
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of the file's bytes: part of ``check``'s reuse key (a file edited in place
+    under the same name is another file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def detect_kind(user: UserFile) -> Kind:
     for kind in KINDS:
         if kind.detect(user):
             return kind
+    from harness.byo.unsupported import recognise
+
+    seen = recognise(user.keys)
+    if seen:
+        raise UsageError(
+            f"{user.path}: {seen}; not supported: check reads LoRA "
+            f"({', '.join(lora_format_names())}) and IP-Adapter files"
+        )
     sample = ", ".join(user.keys[:3])
     raise UsageError(
         f"{user.path}: not a LoRA or IP-Adapter file this harness knows "
         f"({len(user.keys)} tensors, e.g. {sample}); known kinds: {', '.join(k.name for k in KINDS)}"
     )
+
+
+def lora_format_names() -> list[str]:
+    from harness.inputs.checkpoints.lora.formats import FORMATS
+
+    return list(FORMATS)

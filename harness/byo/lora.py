@@ -1,21 +1,32 @@
-"""Recognise a user's LoRA file from its keys (and shapes): format and architecture.
+"""Recognise a user's LoRA file from its keys and shapes: format, architecture, placement.
 
 Stdlib-only (the outer tool has no torch): the format is the one of
 :data:`harness.inputs.checkpoints.lora.formats.FORMATS` whose key grammar matches the most keys;
-the architecture comes from :data:`ARCH_HINTS`, data in the same spirit. Ties go to the
-format listed first, so a plain file is never called DoRA / control: those formats win
-only with their own keys (``lora_magnitude_vector``, ``dora_scale``, norm scales). The cells re-run
-the same detection before checking the file (``suites/lora/test_byo.py``).
+the architecture comes from block structure and widths (:mod:`harness.byo.arch`). Ties go to
+the format listed first, so a plain file is never called DoRA / control: those formats win
+only with their own keys (``lora_magnitude_vector``, ``dora_scale``, norm scales).
+
+*Placement* answers "does this harness understand the file": each key is read as the format
+names it and looked up in the committed full-size layout of the architecture
+(``fixtures/lora/layout-<arch>.json``). A file with no placed module, or with most keys
+unplaced, is "not understood" — never a pass on the few modules that did place. The cells
+run the same detection and placement before checking the file (``suites/lora/test_byo.py``).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.inputs.checkpoints.lora.formats import FORMATS
+from harness.byo.arch import DISPLAY, SUPPORTED, ArchEvidence, identify
+from harness.inputs.checkpoints.lora.formats import FORMATS, LoraFormat, stems_of
+from harness.inputs.checkpoints.lora.layouts import ComponentLayout, ModelLayout
 
 if TYPE_CHECKING:
     from harness.byo import UserFile
@@ -25,30 +36,12 @@ LORA_KEY = re.compile(
     r"(lora_(down|up|A|B)\.weight|\.alpha|\.(down|up)\.weight|dora_scale|lora_magnitude_vector"
     r"|(query|key)_norm\.scale|attn\.norm_(added_)?[qk]\.weight)$"
 )
-
-#: (pattern on keys, arch), first match wins; shapes refine SD1.5 vs SDXL below.
-ARCH_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(
-            r"double_blocks|single_blocks|single_transformer_blocks|^transformer\.|lora_transformer_|processor\.(qkv|proj)_lora"
-        ),
-        "flux",
-    ),
-    (
-        re.compile(
-            r"lora_te2_|^text_encoder_2\.|input_blocks_\d+_1_|middle_block_1_|output_blocks_\d+_1_|add_embedding"
-        ),
-        "sdxl",
-    ),
-    (
-        re.compile(r"lora_unet_|^unet\.|down_blocks|mid_block|up_blocks|lora_te_|^text_encoder\."),
-        "sd15",
-    ),
-)
-#: Cross-attention width (in-features of attn2.to_k / to_v LoRA downs) -> UNet architecture.
-CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
 #: A file is a LoRA when at least this share of its keys are LoRA keys of one format.
 MIN_SHARE = 0.5
+#: A file is understood when at least this share of its keys have a place in the model.
+MIN_PLACED_SHARE = 0.5
+
+LAYOUTS = Path(__file__).resolve().parents[2] / "fixtures" / "lora"
 
 
 @dataclass(frozen=True)
@@ -57,10 +50,44 @@ class Detection:
     arch: str | None
     matched: int
     total: int
+    evidence: ArchEvidence = field(default_factory=lambda: ArchEvidence(None, ()))
 
     def describe(self) -> str:
-        arch = self.arch or "unknown architecture"
-        return f"LoRA, format {self.format}, {arch} ({self.matched}/{self.total} keys in the format's layout)"
+        arch = self.evidence.summary()
+        return (
+            f"LoRA, format {self.format}, {self.arch or 'unknown architecture'} "
+            f"({self.matched}/{self.total} keys in the format's layout); architecture: {arch}"
+        )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How much of a file the harness can place in the model it was identified for."""
+
+    modules: int  # modules with a complete down / up pair
+    placed_keys: int
+    total_keys: int
+    unplaced: tuple[str, ...]
+
+    @property
+    def understood(self) -> bool:
+        return self.modules > 0 and self.placed_keys >= MIN_PLACED_SHARE * self.total_keys
+
+    def families(self, limit: int = 6) -> str:
+        counts = Counter(key_family(k) for k in self.unplaced)
+        shown = [f"{name} ({n})" for name, n in counts.most_common(limit)]
+        if len(counts) > limit:
+            shown.append(f"{len(counts) - limit} more")
+        return ", ".join(shown)
+
+    def verdict(self, arch: str) -> str:
+        """One line: why the file is not understood (call when ``not understood``)."""
+        model = DISPLAY.get(arch, arch)
+        return (
+            f"not understood: {len(self.unplaced)} of {self.total_keys} keys have no place in "
+            f"the {model} model ({self.modules} module(s) placed); unplaced key families: "
+            f"{self.families()}"
+        )
 
 
 def detect(
@@ -70,35 +97,98 @@ def detect(
     lora_keys = [k for k in keys if LORA_KEY.search(k)]
     if not keys or len(lora_keys) < MIN_SHARE * len(keys):
         return None
-    best = None
+    evidence = identify(keys, shapes)
+    counts = {name: _matches(fmt, keys, shapes or {}) for name, fmt in FORMATS.items()}
+    best = max(counts, key=lambda name: counts[name])  # ties: the format listed first
     for name, fmt in FORMATS.items():
-        matched = sum(1 for k in keys if fmt.pattern.search(k))
-        if best is None or matched > best[1]:
-            best = (name, matched)
-    if best is None or best[1] < MIN_SHARE * len(keys):
+        # a narrower reading of the same grammar (kohya keys with diffusers block names on
+        # SDXL) wins a tie, but only for a model it exists for
+        refines = getattr(fmt, "refines", None)
+        if refines == best and counts[name] == counts[best] and evidence.arch in fmt.arches:
+            best = name
+    if counts[best] < MIN_SHARE * len(keys):
         return None
-    return Detection(best[0], detect_arch(keys, shapes), best[1], len(keys))
+    return Detection(best, evidence.arch, counts[best], len(keys), evidence)
 
 
-def detect_arch(
-    keys: Sequence[str], shapes: Mapping[str, Sequence[int]] | None = None
-) -> str | None:
-    for pattern, arch in ARCH_HINTS:
-        if any(pattern.search(k) for k in keys):
-            if arch == "sd15" and shapes:
-                return _unet_by_shape(shapes) or arch
-            return arch
-    return None
+def _matches(fmt: LoraFormat, keys: Sequence[str], shapes: Mapping[str, Sequence[int]]) -> int:
+    """Keys in ``fmt``'s grammar; a DoRA magnitude counts only in its stored convention
+    (``(out, 1)`` vs ``(1, in)`` tells two DoRA formats with the same names apart)."""
+    fits = getattr(fmt, "magnitude_fits", None)
+    count = 0
+    for key in keys:
+        if not fmt.pattern.search(key):
+            continue
+        if fmt.magnitude and fits and key.endswith(fmt.magnitude) and key in shapes:
+            if not fits(list(shapes[key])):
+                continue
+        count += 1
+    return count
 
 
-def _unet_by_shape(shapes: Mapping[str, Sequence[int]]) -> str | None:
-    for key, shape in shapes.items():
-        if (
-            re.search(r"attn2[._]to_[kv].*(lora_down|lora_A|down)\.weight$", key)
-            and len(shape) == 2
-        ):
-            return CROSS_ATTENTION_WIDTH.get(int(shape[1]))
-    return None
+@cache
+def load_layout(arch: str) -> ModelLayout:
+    """The committed full-size layout (same file the in-cell reference reads)."""
+    data = json.loads((LAYOUTS / f"layout-{arch}.json").read_text())
+    return {name: ComponentLayout.from_json(v) for name, v in data.items()}
+
+
+def placement(found: Detection, keys: Sequence[str]) -> Placement:
+    """Which keys have a place in the model ``found.arch`` (a supported one)."""
+    assert found.arch in SUPPORTED, found.arch
+    fmt = FORMATS[found.format]
+    layout = load_layout(found.arch)
+    table = stems_of(fmt, found.arch, layout)
+    norms = fmt.norms(found.arch, layout) if fmt.norms is not None else {}
+    roles: dict[str, dict[str, str]] = {}
+    unplaced: list[str] = []
+    placed_keys = 0
+    for key in keys:
+        if key in norms:
+            placed_keys += 1
+            continue
+        split = fmt.split_key(key)
+        if split is None or split[0] not in table:
+            unplaced.append(key)
+            continue
+        roles.setdefault(split[0], {})[split[1]] = key
+    modules = 0
+    for pair in roles.values():
+        if "down" in pair and "up" in pair:
+            modules += 1
+            placed_keys += len(pair)
+        else:
+            unplaced += pair.values()
+    return Placement(modules, placed_keys, len(keys), tuple(sorted(unplaced)))
+
+
+def key_family(key: str) -> str:
+    """``lora_unet_down_blocks_1_attentions_0_..._to_k.lora_down.weight`` ->
+    ``lora_unet_down_blocks_N_attentions_N``: where in the model a key points, not which
+    layer (so a listing of unplaced keys stays a few lines long)."""
+    stem = re.sub(r"\d+", "N", key)
+    marks = [m.end() for m in re.finditer(r"(?<![A-Za-z])N(?![A-Za-z])", stem)]
+    if len(marks) >= 2:
+        return stem[: marks[1]]
+    if marks:
+        return stem[: marks[0]]
+    return re.sub(r"[._](lora_(down|up|A|B)|down|up)[._]weight$|[._]alpha$", "", stem)
+
+
+def unsupported_arch(found: Detection) -> str | None:
+    """One line when the file's model is one the LoRA checks have no layout for."""
+    if found.arch in SUPPORTED:
+        return None
+    supported = ", ".join(DISPLAY[a] for a in SUPPORTED)
+    if found.arch is None:
+        return (
+            f"LoRA (format {found.format}) for an unrecognised model: "
+            f"{found.evidence.summary()}; supported: {supported}"
+        )
+    return (
+        f"LoRA (format {found.format}) for {found.evidence.summary()}: the checks cover "
+        f"{supported} only"
+    )
 
 
 def detect_file(user: UserFile) -> bool:
@@ -108,3 +198,16 @@ def detect_file(user: UserFile) -> bool:
 def describe_file(user: UserFile) -> str:
     found = detect(user.keys, user.shapes)
     return found.describe() if found else "not a LoRA"
+
+
+def understand_file(user: UserFile) -> str | None:
+    """Why the harness cannot check this LoRA file (None: it can): unsupported or unknown
+    architecture, or too few keys placed in its model."""
+    found = detect(user.keys, user.shapes)
+    if found is None:
+        return "not a LoRA"
+    problem = unsupported_arch(found)
+    if problem:
+        return problem
+    placed = placement(found, user.keys)
+    return None if placed.understood else placed.verdict(found.arch)

@@ -33,6 +33,9 @@ DEVICE_ENV = "ADAPTER_COMPAT_DEVICE"
 DTYPE_ENV = "ADAPTER_COMPAT_DTYPE"
 DTYPES = ("float32", "float16", "bfloat16")
 TRACEBACK_LIMIT = 8000
+#: Of a traceback's final ``Type: message`` part, this much is kept (the full message is
+#: in the record's ``message`` field up to 2000 characters anyway).
+TRACEBACK_MESSAGE = 2000
 
 _CTX_KEY = pytest.StashKey[CheckContext]()
 _START_KEY = pytest.StashKey[float]()
@@ -278,6 +281,7 @@ def _build_record(
     if original is not None:
         message = str(original)
         trace = "".join(tb.format_exception(type(original), original, original.__traceback__))
+        trace = clip_traceback(trace, "".join(tb.format_exception_only(type(original), original)))
     details = dict(ctx.details)
     if verdict is Verdict.PASS:
         details.pop("repro", None)  # a repro script only matters where something is wrong
@@ -297,7 +301,7 @@ def _build_record(
         params=params,
         exc_type=type(original).__name__ if original is not None else None,
         message=message[:2000],
-        traceback=trace[-TRACEBACK_LIMIT:],
+        traceback=trace,
         versions=session.versions,
         device=session.device if observed is not Outcome.HARNESS_ERROR else session.device_option,
         dtype=session.dtype,
@@ -306,6 +310,27 @@ def _build_record(
         worker=session.worker,
         details=details,
     )
+
+
+def clip_traceback(trace: str, ending: str = "", limit: int = TRACEBACK_LIMIT) -> str:
+    """About ``limit`` characters: the first and last frames and the start of the final
+    ``Type: message`` part (``ending``). Keeping only the last ``limit`` characters let a
+    long exception message push every frame out of the record."""
+    if len(trace) <= limit:
+        return trace
+    if not (ending and trace.endswith(ending)):
+        ending = ""
+    frames = trace[: len(trace) - len(ending)]
+    if len(ending) > TRACEBACK_MESSAGE:
+        cut = len(ending) - TRACEBACK_MESSAGE
+        ending = ending[:TRACEBACK_MESSAGE] + f"\n[... {cut} characters of the message cut]\n"
+    budget = max(limit - len(ending), 0)
+    if len(frames) > budget:
+        head = budget // 3
+        cut = len(frames) - budget
+        marker = f"\n[... {cut} characters of frames cut ...]\n"
+        frames = frames[:head] + marker + frames[len(frames) - (budget - head) :]
+    return frames + ending
 
 
 def check_identity(item: pytest.Item) -> tuple[str, str]:

@@ -42,14 +42,42 @@ def cell_python(cell: Cell | str) -> Path:
     return venv_path(cell) / "bin" / "python"
 
 
-def results_path(cell: Cell | str) -> Path:
+def results_path(cell: Cell | str, reports_dir: Path | None = None) -> Path:
+    """``<reports>/results/<cell>.jsonl``; ``reports_dir`` gives a run its own folder
+    (``check`` never writes over the matrix's results)."""
     name = cell if isinstance(cell, str) else cell.name
-    return RESULTS_DIR / f"{name}.jsonl"
+    return (RESULTS_DIR if reports_dir is None else reports_dir / "results") / f"{name}.jsonl"
 
 
-def log_path(cell: Cell | str) -> Path:
+def log_path(cell: Cell | str, reports_dir: Path | None = None) -> Path:
     name = cell if isinstance(cell, str) else cell.name
-    return LOGS_DIR / f"{name}.log"
+    return (LOGS_DIR if reports_dir is None else reports_dir / "logs") / f"{name}.log"
+
+
+#: Variables outside ``ADAPTER_COMPAT_*`` that change what a cell's checks observe.
+RESULT_ENV = ("HYPOTHESIS_PROFILE", "CUDA_VISIBLE_DEVICES")
+#: ``ADAPTER_COMPAT_*`` variables that only say where things go or how the driver runs;
+#: every other one (device, dtype, compile, per-check timeout, focus, user file, ...) is
+#: assumed to change results, so a new knob can never be reused across by mistake.
+NOT_RESULT_ENV = (
+    "ADAPTER_COMPAT_REPORTS", "ADAPTER_COMPAT_ENVDIR", "ADAPTER_COMPAT_RERUN",
+    "ADAPTER_COMPAT_CACHE", "ADAPTER_COMPAT_CHROMIUM", "ADAPTER_COMPAT_REPO",
+    "ADAPTER_COMPAT_RUN_FINGERPRINT", "ADAPTER_COMPAT_CELL_TIMEOUT", "ADAPTER_COMPAT_RESULTS",
+    "ADAPTER_COMPAT_CELL", "ADAPTER_COMPAT_DRIFT_WORKERS", "ADAPTER_COMPAT_COVERAGE_DIR",
+    "ADAPTER_COMPAT_COVERAGE_DATA", "ADAPTER_COMPAT_MATRIX_DIR", "ADAPTER_COMPAT_FIND_LINKS",
+)  # fmt: skip
+
+
+def result_settings(environ: dict[str, str] | None = None) -> str:
+    """The environment settings a run's results depend on, as sorted ``NAME=value`` lines
+    (part of the reuse fingerprint: another dtype or device is another run)."""
+    environ = dict(os.environ if environ is None else environ)
+    names = [
+        n
+        for n in environ
+        if (n.startswith("ADAPTER_COMPAT_") and n not in NOT_RESULT_ENV) or n in RESULT_ENV
+    ]
+    return "\n".join(f"{n}={environ[n]}" for n in sorted(names))
 
 
 def wheelhouse() -> str | None:
