@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from harness import __version__
 from harness.commands import COMMANDS
 from harness.errors import UsageError
+from harness.matrix.interrupt import MatrixInterrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"adapter-compat: error: {exc}", file=sys.stderr)
         return 2
+    except MatrixInterrupted as exc:  # a command that did not handle the stop itself
+        print(f"adapter-compat: {exc}; results written so far are kept", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("adapter-compat: interrupted; results written so far are kept", file=sys.stderr)
         return 130

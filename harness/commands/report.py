@@ -8,12 +8,14 @@ Thin on purpose: parsing and messages here, all work in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from harness.commands.bisect import cached_first_bad
+from harness.errors import UsageError
 from harness.report.write import AUTO, REPORT_FILES, write_report
 
 DESCRIPTION = """\
@@ -82,6 +84,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_out_dir(args.out)
     update_latest = bool(args.latest or args.out is None)
     baseline = None if args.no_baseline else (args.baseline or AUTO)
     with warnings.catch_warnings(record=True) as caught:
@@ -103,6 +107,28 @@ def run(args: argparse.Namespace) -> int:
     if update_latest:
         print(f"{args.reports_root / 'latest'} -> {out}")
     return 0
+
+
+def check_out_dir(path: Path) -> None:
+    """Fail now, in one line, when ``--out`` cannot become a report folder: before any
+    record is read or any cell runs (``run --out``), not after an hour of matrix."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(
+            f"--out {str(path)!r} is a file, not a folder; pass --out with a folder path"
+        )
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(
+            f"--out {str(path)!r} cannot be created: {str(existing)!r} is a file; pass --out "
+            "with a folder path"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--out {str(path)!r} is not writable (no write permission on {str(existing)!r}); "
+            "pass --out with a folder you can write to"
+        )
 
 
 def _headline(path: Path) -> str:

@@ -212,6 +212,12 @@ def select_cells(selector: str | None = None, torch_value: str | None = None) ->
     ``default`` (the README's quick set), ``all``, or a comma list of items, each a full
     version (``0.30.3``), a minor (``0.30``) or a range of minors (``0.28-0.31``).
     """
+    if selector is not None and not selector.replace(",", "").strip():
+        # `--cells ""` (an unset CI variable, say) must not quietly run the default set
+        raise UsageError(
+            "no cells selected (--cells is empty): name cells like 0.30.3,0.31 or 0.28-0.31, "
+            "or pass 'default' or 'all'"
+        )
     cells = all_cells(torch_value)
     selector = (selector or "default").strip()
     if selector == "all":

@@ -4,31 +4,47 @@ Nox owns the venvs (one per cell, reused while the lock is unchanged). Once nox 
 a cell's venv and stamped it as current, the driver starts that venv's cell runner itself
 (exactly what the nox session would run) and saves a nox start-up per cell; any venv that
 is missing or stale goes through nox, which installs it. This module adds
-what a long matrix needs: parallel jobs sized to the machine, a progress line per finished
-cell, a per-cell log file, an outer wall-clock limit that also covers a hung install, and
-a cell record for every way a child can end, so the report always has every column.
+what a long matrix needs: parallel jobs sized to the machine, a live line per running cell
+and a line per finished one, a per-cell log file, an outer wall-clock limit that also
+covers a hung install, a clean stop on Ctrl-C / SIGTERM (every cell's process tree, see
+:mod:`harness.matrix.interrupt`), and a cell record for every way a child can end, so the
+report always has every column.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.cell import coverage as cell_coverage
 from harness.matrix import cellenv
 from harness.matrix.cells import ROOT, Cell
+from harness.matrix.install_errors import nox_failure
+from harness.matrix.interrupt import (
+    STATUS_INTERRUPTED,
+    MatrixInterrupted,
+    StopRequest,
+    signal_name,
+)
+from harness.matrix.processes import TreeStopper
+from harness.matrix.progress import CellProgress, make_display
+from harness.matrix.supervisor import Supervisor
 from harness.protocol.records import CellRecord, read_records, write_record
 
 #: Added to the in-cell pytest timeout to cover venv creation and install.
 INSTALL_ALLOWANCE_S = 600.0
+
+#: Seconds between progress redraws (and checks for a stop signal) in the driver.
+REFRESH_S = 0.25
 
 
 @dataclass
@@ -67,6 +83,7 @@ def run_fingerprint(cell: Cell, pytest_args: Sequence[str], code: str) -> str:
         code,
         "\0".join(pytest_args),
         os.environ.get(cellenv.WHEELHOUSE_ENV, ""),
+        cellenv.result_settings(),  # device, dtype, compile, hypothesis profile, ...
     ):
         digest.update(part.encode() + b"\n")
     return digest.hexdigest()[:20]
@@ -97,7 +114,9 @@ def nox_command(cell: Cell, pytest_args: Sequence[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def direct_command(cell: Cell, pytest_args: Sequence[str]) -> list[str] | None:
+def direct_command(
+    cell: Cell, pytest_args: Sequence[str], reports_dir: Path | None = None
+) -> list[str] | None:
     """The cell session's own command line, when its venv is built and current."""
     venv = cellenv.venv_path(cell)
     python = cellenv.cell_python(cell)
@@ -106,14 +125,19 @@ def direct_command(cell: Cell, pytest_args: Sequence[str]) -> list[str] | None:
     return [
         str(python), "-m", "harness.cell.run",
         "--cell", cell.name,
-        "--results", str(cellenv.results_path(cell)),
+        "--results", str(cellenv.results_path(cell, reports_dir)),
         "--", *pytest_args,
     ]  # fmt: skip
 
 
 def cell_command(cell: Cell, pytest_args: Sequence[str], env: dict[str, str]) -> list[str]:
     """Direct when the venv is current (``env`` gets what nox would set), else nox."""
-    direct = direct_command(cell, pytest_args)
+    reports = env.get("ADAPTER_COMPAT_REPORTS")  # where the nox session would write too
+    direct = direct_command(cell, pytest_args, Path(reports) if reports else None)
+    if env.get(cell_coverage.COVERAGE_DIR_ENV) and not cell_coverage.installed_in(
+        cellenv.venv_path(cell)
+    ):
+        direct = None  # the nox session installs coverage.py first
     if direct is None:
         return nox_command(cell, pytest_args)
     venv = cellenv.venv_path(cell)
@@ -141,10 +165,15 @@ def run_one(
     timeout: float,
     fingerprint: str,
     rerun: bool,
-) -> CellOutcome:
-    log = cellenv.log_path(cell)
+    coverage_dir: Path | None = None,
+    supervisor: Supervisor | None = None,
+    reports_dir: Path | None = None,
+) -> CellOutcome | None:
+    """Run one cell to its end and make sure its results file says how it ended.
+    None when a stop signal came before the cell started (nothing is written for it)."""
+    log = cellenv.log_path(cell, reports_dir)
     log.parent.mkdir(parents=True, exist_ok=True)
-    results = cellenv.results_path(cell)
+    results = cellenv.results_path(cell, reports_dir)
     if not rerun and finished_run(results, fingerprint):
         status, verdicts, message = summarize(results)
         return CellOutcome(cell, status, 0.0, verdicts, message, resumed=True)
@@ -153,21 +182,33 @@ def run_one(
     # Thread count: the cell runner's default (one intra-op thread: tiny models run
     # slower on two) unless the user set OMP_NUM_THREADS; parallelism comes from jobs.
     env["ADAPTER_COMPAT_CELL_TIMEOUT"] = str(timeout)
+    if reports_dir is not None:
+        env["ADAPTER_COMPAT_REPORTS"] = str(reports_dir)  # results and logs of this run only
+    if coverage_dir is not None:
+        env[cell_coverage.COVERAGE_DIR_ENV] = str(coverage_dir)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # the log shows pytest's progress as it happens
+    if supervisor is not None and supervisor.stop.requested:
+        return None
+    command = cell_command(cell, pytest_args, env)
     begin = time.perf_counter()
+    started_at = time.time()
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.Popen(
-            cell_command(cell, pytest_args, env),
+            command,
             cwd=ROOT,
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: signals reach it only from us
         )
+        entry = None
+        if supervisor is not None:
+            watch = CellProgress(cell.name, results, log, installing=command[1:3] == ["-m", "nox"])
+            entry = supervisor.started(cell.name, proc, watch)
         try:
             proc.wait(timeout=timeout + INSTALL_ALLOWANCE_S)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+            TreeStopper(proc).kill()  # pytest runs in a session of its own: reach it too
             write_record(
                 results,
                 CellRecord(
@@ -176,19 +217,47 @@ def run_one(
                     message="cell (install + suites) exceeded its wall-clock limit",
                 ),
             )
+        finally:
+            if supervisor is not None:
+                supervisor.ended(cell.name)
     seconds = time.perf_counter() - begin
+    if entry is not None and entry.stopped_by is not None:
+        record = interrupted_record(cell, entry.stopped_by, seconds, started_at, proc.returncode)
+        write_record(results, record)
+        _, verdicts, _ = summarize(results)
+        return CellOutcome(cell, record.status, seconds, verdicts, record.message)
     status, verdicts, message = summarize(results)
     if status == "crashed" and message == "no cell record was written":
-        # nox itself failed before the cell could record anything (bad venv, missing python)
+        # nox or the runner failed before the cell could record anything (bad venv, no python)
+        program = "nox" if command[1:3] == ["-m", "nox"] else "the cell runner"
         write_record(
             results,
             CellRecord(
                 cell=cell.name,
                 status="crashed",
-                message=f"nox exited with {proc.returncode}; see {log}",
+                message=f"{nox_failure(proc.returncode, log, program)}; see {log}",
+                versions={"diffusers": cell.diffusers, "torch": cell.torch.version},
+                exit_code=proc.returncode,
             ),
         )
+        status, verdicts, message = summarize(results)
     return CellOutcome(cell, status, seconds, verdicts, message)
+
+
+def interrupted_record(
+    cell: Cell, signum: int, seconds: float, started_at: float, exit_code: int | None
+) -> CellRecord:
+    """The closing record of a cell the driver stopped: appended last, so it wins over the
+    crash the cell runner may have recorded while dying. No fingerprint: never reused."""
+    return CellRecord(
+        cell=cell.name,
+        status=STATUS_INTERRUPTED,
+        message=f"interrupted by {signal_name(signum)} after {seconds:.0f} s",
+        versions={"diffusers": cell.diffusers, "torch": cell.torch.version},
+        duration_s=round(seconds, 3),
+        exit_code=exit_code,
+        started_at=started_at,
+    )
 
 
 def run_matrix(
@@ -198,37 +267,81 @@ def run_matrix(
     timeout: float = 1800.0,
     progress: Callable[[str], None] = print,
     rerun: bool = False,
+    coverage: bool = False,
+    reports_dir: Path | None = None,
+    fingerprint_extra: str = "",
 ) -> list[CellOutcome]:
     """Run cells ``jobs`` at a time; returns one outcome per cell, in matrix order.
 
     A cell whose last run finished with the same fingerprint (pins, torch, suites and
     harness code, pytest args) is not run again unless ``rerun``: an interrupted matrix
-    resumes where it stopped."""
-    code = code_digest()
+    resumes where it stopped. ``reports_dir`` gives the run its own ``results/`` and
+    ``logs/`` (``check``); ``fingerprint_extra`` adds inputs the reuse key must cover (the
+    checked file's content).
+
+    On SIGINT / SIGTERM (main thread only) every running cell is stopped and recorded as
+    ``interrupted``, no further cell starts, and :class:`MatrixInterrupted` is raised with
+    the outcomes so far; the caller writes the report and exits 130 / 143."""
+    code = code_digest() + (" coverage" if coverage else "")  # a measured run is another run
+    code += fingerprint_extra
+    coverage_dir = cellenv.REPORTS / "coverage" if coverage else None
     jobs = max(1, min(jobs or default_jobs(), len(cells) or 1))
-    progress(f"running {len(cells)} cell(s), {jobs} at a time; logs in {cellenv.LOGS_DIR}")
+    display = make_display(progress)
+    logs = cellenv.LOGS_DIR if reports_dir is None else reports_dir / "logs"
+    display.finished(f"running {len(cells)} cell(s), {jobs} at a time; logs in {logs}")
+    stop = StopRequest()
+    supervisor = Supervisor(stop, display)
     done: dict[str, CellOutcome] = {}
-    lock = threading.Lock()
     begin = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            pool.submit(
-                run_one,
-                c,
-                pytest_args,
-                timeout,
-                run_fingerprint(c, pytest_args, code),
-                rerun,
-            ): c
-            for c in cells
-        }
-        for future in as_completed(futures):
+
+    def collect(finished: set[Future[CellOutcome | None]]) -> None:
+        for future in finished:
             outcome = future.result()
-            with lock:
+            if outcome is not None:
                 done[outcome.cell.name] = outcome
-                progress(
-                    _progress_line(len(done), len(cells), outcome, time.perf_counter() - begin)
+                elapsed = time.perf_counter() - begin
+                display.finished(_progress_line(len(done), len(cells), outcome, elapsed))
+
+    try:
+        with stop.catching(), ThreadPoolExecutor(max_workers=jobs) as pool:
+            pending = {
+                pool.submit(
+                    run_one,
+                    c,
+                    pytest_args,
+                    timeout,
+                    run_fingerprint(c, pytest_args, code),
+                    rerun,
+                    coverage_dir,
+                    supervisor=supervisor,
+                    reports_dir=reports_dir,
                 )
+                for c in cells
+            }
+            try:
+                while pending and not stop.requested:
+                    finished, pending = wait(
+                        pending, timeout=REFRESH_S, return_when=FIRST_COMPLETED
+                    )
+                    collect(finished)
+                    supervisor.refresh()
+            except BaseException:
+                stop.request(signal.SIGTERM)  # our own failure: leave no cell running
+                raise
+            finally:
+                if stop.requested:
+                    for future in pending:
+                        future.cancel()
+                    supervisor.stop_all(stop.signum or signal.SIGTERM)
+            collect({f for f in pending if not f.cancelled()})
+    finally:
+        display.close()
+    if stop.requested:
+        assert stop.signum is not None
+        not_started = [c.name for c in cells if c.name not in done]
+        raise MatrixInterrupted(
+            stop.signum, [done[c.name] for c in cells if c.name in done], not_started
+        )
     return [done[c.name] for c in cells]
 
 

@@ -27,6 +27,10 @@ SCHEMA_VERSION = 1
 KIND_CHECK = "check"
 KIND_CELL = "cell"
 
+#: A venv built from a diffusers source tree holds this JSON file (commit, date, subject,
+#: declared version); the cell runner copies it into the cell record's ``source``.
+SOURCE_FILE = "adapter-compat-source.json"
+
 
 @dataclass
 class CheckRecord:
@@ -59,8 +63,10 @@ class CheckRecord:
 
 @dataclass
 class CellRecord:
-    """How a whole cell ended: ``ok``, ``failed`` (tests ran, pytest reported failures),
-    ``crashed``, ``timeout`` or ``install_failed``."""
+    """How a whole cell ended: ``ok``, ``empty`` (nothing collected), ``crashed``,
+    ``timeout``, ``install_failed`` (``message`` holds the installer's own reason) or
+    ``interrupted`` (the driver stopped it on SIGINT / SIGTERM; written last, it wins over
+    whatever the dying cell recorded)."""
 
     cell: str
     status: str
@@ -71,6 +77,7 @@ class CellRecord:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0
     fingerprint: str = ""  # what ran (pins, torch, suites, args): equal -> safe to resume
+    source: dict[str, str] = field(default_factory=dict)  # source cells: the commit's facts
     kind: str = KIND_CELL
     schema: int = SCHEMA_VERSION
 
