@@ -15,9 +15,17 @@ import sys
 
 import pytest
 
+from harness.cell import coverage as coverage_data
+
 
 def main(argv: list[str]) -> int:
-    code = int(pytest.main(argv))
+    measuring = os.environ.get(coverage_data.DATA_FILE_ENV)  # `run --coverage`
+    cov = coverage_data.start(measuring) if measuring else None
+    try:
+        code = int(pytest.main(argv))
+    finally:
+        if cov is not None:
+            coverage_data.stop(cov)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

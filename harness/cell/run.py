@@ -19,12 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from harness.protocol.records import CellRecord, read_records, write_record
+from harness.cell import coverage as coverage_data
+from harness.protocol.records import SOURCE_FILE, CellRecord, read_records, write_record
 from harness.protocol.versions import installed_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 FINGERPRINT_ENV = "ADAPTER_COMPAT_RUN_FINGERPRINT"
 DEFAULT_TIMEOUT = float(os.environ.get("ADAPTER_COMPAT_CELL_TIMEOUT", "1800"))
+#: Seconds a measured pytest gets after SIGTERM (at its time limit) to save coverage data.
+COVERAGE_SAVE_GRACE_S = 30.0
 
 #: pytest exit codes (ExitCode) -> cell status. 1 means "some check is red": that is data.
 PYTEST_STATUS = {0: "ok", 1: "ok", 2: "crashed", 3: "crashed", 4: "crashed", 5: "empty"}
@@ -42,6 +45,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     parser.add_argument("--install-seconds", type=float, default=0.0)
     parser.add_argument("--keep", action="store_true", help="append instead of starting fresh")
+    parser.add_argument(
+        "--coverage",
+        type=Path,
+        default=os.environ.get(coverage_data.COVERAGE_DIR_ENV) or None,
+        metavar="DIR",
+        help="measure the loaders' line/branch coverage; writes DIR/<cell>.json",
+    )
     return parser.parse_args(argv), pytest_args
 
 
@@ -77,6 +87,12 @@ def run_cell(args: argparse.Namespace, pytest_args: list[str]) -> CellRecord:
     # and parallelism comes from running cells side by side. Override with OMP_NUM_THREADS.
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if args.coverage:
+        args.coverage = args.coverage.resolve()  # pytest and the summary agree on it
+        args.coverage.mkdir(parents=True, exist_ok=True)
+        coverage_data.clear_data(args.coverage, args.cell)
+        data_file = coverage_data.data_file_for(args.coverage, args.cell)
+        env[coverage_data.DATA_FILE_ENV] = str(data_file)
     start = time.time()
     proc = subprocess.Popen(
         pytest_command(args, pytest_args), cwd=ROOT, env=env, start_new_session=True
@@ -85,7 +101,7 @@ def run_cell(args: argparse.Namespace, pytest_args: list[str]) -> CellRecord:
     try:
         code = proc.wait(timeout=args.timeout if args.timeout > 0 else None)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        _kill_group(proc, grace_s=COVERAGE_SAVE_GRACE_S if args.coverage else 0.0)
         status, message = "timeout", f"cell exceeded {args.timeout:g} s and was killed"
     except KeyboardInterrupt:
         _kill_group(proc)
@@ -120,7 +136,18 @@ def run_cell(args: argparse.Namespace, pytest_args: list[str]) -> CellRecord:
         },
         started_at=start,
         fingerprint=os.environ.get(FINGERPRINT_ENV, ""),
+        source=_source_facts(),
     )
+
+
+def _source_facts() -> dict[str, str]:
+    """The commit a source cell's venv was built from (empty for a released diffusers)."""
+    path = Path(sys.prefix) / SOURCE_FILE
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in facts.items()} if isinstance(facts, dict) else {}
 
 
 def _session_timings(results: Path) -> dict[str, float]:
@@ -136,7 +163,14 @@ def _session_timings(results: Path) -> dict[str, float]:
     return found
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes], grace_s: float = 0.0) -> None:
+    """SIGKILL the pytest group; with ``grace_s``, SIGTERM first (coverage saves on it)."""
+    if grace_s > 0:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace_s)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -148,6 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     args, pytest_args = parse_args(list(sys.argv[1:] if argv is None else argv))
     record = run_cell(args, pytest_args)
     write_record(args.results, record)
+    if args.coverage:
+        try:
+            path = coverage_data.write_summary(
+                args.coverage, args.cell, record.started_at, record.versions
+            )
+        except Exception as exc:  # noqa: BLE001 - ours; the report names it, the cell stands
+            error = f"{type(exc).__name__}: {exc}"
+            path = coverage_data.write_failure(args.coverage, args.cell, record.started_at, error)
+        print(f"coverage: {path}")
     print(json.dumps({"cell": record.cell, "status": record.status, "message": record.message}))
     return 0 if record.status in ("ok", "empty") else 1
 

@@ -13,4 +13,5 @@ COMMANDS = (
     "bisect",
     "repro",
     "file",
+    "coverage",
 )
