@@ -21,13 +21,19 @@ from packaging.version import InvalidVersion, Version
 from harness.errors import UsageError
 from harness.protocol.outcomes import Verdict
 from harness.protocol.records import KIND_CELL, KIND_CHECK, read_records
+from harness.report.order import row_sort_key
 
 #: Verdicts in display order.
 VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
 
 #: Cell statuses meaning the cell's suite did not (fully) run: checks without a record in
 #: such a cell show as "cell failed" rather than as an empty grid cell.
-FAILED_CELL_STATUSES = frozenset({"install_failed", "crashed", "timeout"})
+FAILED_CELL_STATUSES = frozenset({"install_failed", "crashed", "timeout", "interrupted"})
+
+#: Name prefix of source cells (``harness.matrix.source``): ``cell-src-<sha7>``.
+SOURCE_CELL_PREFIX = "cell-src-"
+#: Downstream apps with cells of their own (``harness.matrix.targets``).
+DOWNSTREAM_TARGETS = ("invokeai",)
 
 #: Status of a cell seen only through check records (its runner wrote no cell record).
 UNKNOWN_STATUS = "unknown"
@@ -65,7 +71,7 @@ LEGEND: dict[str, str] = {
     Verdict.UNSUPPORTED.value: "unsupported (the API does not exist in this version)",
     Verdict.HARNESS_ERROR.value: "harness error (a bug in the harness, not a library finding)",
     Verdict.SKIPPED.value: "skipped (a prerequisite is missing here, e.g. CUDA or a real checkpoint)",
-    STATE_CELL_FAILED: "cell failed to install / crashed / timed out: the check did not run",
+    STATE_CELL_FAILED: "cell failed to install / crashed / timed out / was interrupted: the check did not run",
     STATE_MISSING: "no record for this check in this cell",
 }
 
@@ -108,8 +114,9 @@ class Cell:
 
     @property
     def diffusers(self) -> str | None:
-        """diffusers version: from recorded versions, else guessed from the cell name."""
-        value = _known(self.versions.get("diffusers"))
+        """diffusers version: from recorded versions, else guessed from the cell name (a
+        downstream app's cell: the app's version, the one its column stands for)."""
+        value = _known(self.versions.get(self.target))
         if value:
             return value
         match = _VERSION_IN_NAME.search(self.name)
@@ -130,11 +137,38 @@ class Cell:
 
     @property
     def version_label(self) -> str:
-        """The diffusers version this column stands for (the cell name when unknown)."""
+        """The diffusers version this column stands for (the cell name when unknown);
+        a downstream app's cell says whose version (``invokeai 5.4.1``)."""
+        if self.target != "diffusers":
+            return f"{self.target} {self.diffusers or self.name}"
         return self.diffusers or self.name
 
+    @property
+    def target(self) -> str:
+        """Whose loader the column tests: ``diffusers``, or a downstream app
+        (``harness.matrix.targets``: its cells are named ``<app>-<version>`` and record the
+        app's version)."""
+        for app in DOWNSTREAM_TARGETS:
+            if self.name.startswith(f"{app}-") or _known(self.versions.get(app)):
+                return app
+        return "diffusers"
+
+    @property
+    def from_source(self) -> bool:
+        """A cell built from a diffusers commit (``adapter-compat run --source``)."""
+        return self.name.startswith(SOURCE_CELL_PREFIX)
+
     def sort_key(self) -> tuple[Any, ...]:
-        return (_version_key(self.diffusers), _version_key(self.torch), self.name)
+        # source cells test what comes after the releases: they sort after all of them
+        # a downstream app's cells form their own group, after every diffusers cell
+        return (
+            self.target != "diffusers",
+            self.target,
+            self.from_source,
+            _version_key(self.diffusers),
+            _version_key(self.torch),
+            self.name,
+        )
 
 
 @dataclass(frozen=True)
@@ -250,7 +284,9 @@ class ReportModel:
             by_diffusers[cell.version_label] = by_diffusers.get(cell.version_label, 0) + 1
         for cell in self.cells:
             label = cell.version_label
-            if by_diffusers[label] > 1 and cell.torch:
+            if cell.from_source:  # the declared version alone would pass for a release
+                label = f"{label} @{cell.name.removeprefix(SOURCE_CELL_PREFIX)}"
+            elif by_diffusers[label] > 1 and cell.torch:
                 label = f"{label} / torch {cell.torch}"
             labels[cell.name] = label
         if len(set(labels.values())) != len(labels):
@@ -309,7 +345,8 @@ def build_model(
     generated_at: str | None = None,
 ) -> ReportModel:
     """Merge records into the grid: duplicates of one (cell, check) -> the last one wins;
-    cells ordered by diffusers then torch version; checks by suite then check id."""
+    cells ordered by diffusers then torch version; checks by suite (in
+    :data:`harness.report.order.SUITE_ORDER`) then check id."""
     notes = list(warnings_seen)
     cells: dict[str, Cell] = {}
     check_versions: dict[str, dict[str, str]] = {}
@@ -338,7 +375,7 @@ def build_model(
         merged.update({k: v for k, v in versions.items() if _known(v)})
         cells[name].versions = merged
     ordered_cells = sorted(cells.values(), key=Cell.sort_key)
-    ordered_rows = sorted(rows.values(), key=lambda r: (r.suite, r.check_id))
+    ordered_rows = sorted(rows.values(), key=row_sort_key)
     for row in ordered_rows:
         _broken_until_passed(row, ordered_cells)
         _first_pass_and_regression(row, ordered_cells)

@@ -3,11 +3,23 @@
 Why jinja2: the page is mostly markup, and a template with autoescaping on makes
 "everything from records is escaped" the default rather than something each string must
 remember. The renderer only prepares plain view data; the template decides layout.
+
+Why details load on demand: messages, tracebacks, params and versions of 700 rows x 17
+cells are ~60 MB as markup. They travel once, as gzip-compressed JSON in base64 inside the
+page (``<script type="application/octet-stream" id="details">``; works from ``file://``,
+no side request), and the page's script unpacks them when a grid cell is first opened and
+builds its panel with ``textContent`` (record text never becomes markup). The grid, the
+summary and the first-bad table stay plain markup. :func:`read_details` unpacks the blob
+for tests and tools.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +29,8 @@ from markupsafe import Markup
 from harness import __version__
 from harness.protocol.outcomes import Verdict
 from harness.report import trend
+from harness.report.breakages import Breakage, build_breakages
+from harness.report.causes import exception_text, outcome_name, trim_traceback
 from harness.report.grid import (
     LEGEND,
     STATE_CELL_FAILED,
@@ -27,6 +41,8 @@ from harness.report.grid import (
     CheckRow,
     ReportModel,
 )
+from harness.report.order import OUTSIDE_LABEL, outside_adapter_loading
+from harness.report.summary import SummaryLine, build_summary, group_of, line_label
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "compat.html.j2"
@@ -43,8 +59,20 @@ MAX_FILTER_VALUES = 40
 #: ... and at most this many parameter filters are shown (the bar must stay one line).
 MAX_PARAM_FILTERS = 5
 
-#: Verdicts whose panels embed the repro script (others link to the file).
+#: Verdicts whose panels open the traceback by default.
 _FINDING_STATES = (Verdict.REGRESSION.value, Verdict.BROKEN.value, Verdict.HARNESS_ERROR.value)
+
+#: Grid states whose cells carry no element id (nothing links to them; the page stays
+#: small): the headline links changed cells, the first-bad table red ones.
+_QUIET_STATES = frozenset(
+    {Verdict.PASS.value, Verdict.UNSUPPORTED.value, Verdict.SKIPPED.value, STATE_MISSING}
+)
+
+#: Element id of the compressed details blob.
+DETAILS_ID = "details"
+
+#: details keys left out of the blob: the repro body is in repro/<id>.py already.
+_DETAILS_SKIP = frozenset({"repro"})
 
 
 def environment() -> Environment:
@@ -77,12 +105,17 @@ def view(model: ReportModel) -> dict[str, Any]:
     columns = [_column(cell, labels[cell.name], summary[cell.name]) for cell in model.cells]
     changed = model.changes.changed_pairs() if model.changes is not None else set()
     suites = []
+    index = 0
     for suite in model.suites:
         rows = model.checks_in(suite)
+        views = []
+        for row in rows:
+            views.append(_row(model, row, labels, changed, index))
+            index += 1
         suites.append(
             {
                 "name": suite,
-                "rows": [_row(model, row, labels, changed) for row in rows],
+                "rows": views,
                 "counts": [_suite_counts(rows, cell) for cell in model.cells],
             }
         )
@@ -105,6 +138,10 @@ def view(model: ReportModel) -> dict[str, Any]:
         "trend_svg": Markup(trend.render_svg(model.history)),
         "n_runs": len(model.history),
         "first_bad": _first_bad(model),
+        "summary": _summary(model, labels),
+        "details_blob": details_blob(model),
+        "details_id": DETAILS_ID,
+        "outside_label": OUTSIDE_LABEL,
         "filters": _filters(model),
         "verdict_options": [
             {"value": s, "text": f"{SYMBOLS[s]} has {s}"} for s in (*VERDICTS, STATE_CELL_FAILED)
@@ -155,24 +192,65 @@ def _changes(model: ReportModel) -> dict[str, Any] | None:
 
 
 def _first_bad(model: ReportModel) -> list[dict[str, Any]]:
-    out = []
-    for row in model.checks:
-        brk = row.current_break
-        if brk is None:
-            continue
-        out.append(
+    """Breakages (:mod:`harness.report.breakages`), the one explaining most rows first."""
+    return [_breakage(b) for b in build_breakages(model)]
+
+
+def _breakage(brk: Breakage) -> dict[str, Any]:
+    return {
+        "n_rows": len(brk.rows),
+        "last_good": brk.last_good,
+        "first_bad": brk.first_bad,
+        "fixed_in": brk.fixed_in,
+        "cause": brk.cause.describe(),
+        "rows": [
             {
                 "check_id": row.check_id,
-                "last_good": brk.last_good,
-                "first_bad": brk.first_bad,
-                "anchor": _anchor(row.check_id, brk.first_bad_cell),
-                "regressed_in": row.regressed_in,
-                "bisected": model.bisected.get(row.check_id),
-                "bisect": f"adapter-compat bisect {row.check_id} --good {brk.last_good} "
-                f"--bad {brk.first_bad}",
+                "anchor": _anchor(row.check_id, brk.first_bad_cells[row.check_id]),
+            }
+            for row in brk.rows
+        ],
+        "bisected": sorted(set(brk.bisected.values())),
+        "bisect": brk.bisect_command(),
+    }
+
+
+def _summary(model: ReportModel, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Summary lines with one linked mark per cell (:mod:`harness.report.summary`)."""
+    out = []
+    for line in build_summary(model):
+        out.append(
+            {
+                "group": line.group,
+                "suite": line.suite,
+                "label": line_label(line),
+                "outside": line.outside,
+                "n_rows": len(line.rows),
+                "marks": [_summary_mark(line, cell, labels[cell.name]) for cell in model.cells],
             }
         )
     return out
+
+
+def _summary_mark(line: SummaryLine, cell: Cell, label: str) -> dict[str, Any]:
+    state = line.mark(cell.name)
+    red = line.red(cell.name)
+    verdict = "non-pass" if state not in (Verdict.PASS.value, STATE_MISSING) else ""
+    fragment = f"group={_fragment(line.group)}" + (f"&verdict={verdict}" if verdict else "")
+    return {
+        "state": state,
+        "symbol": SYMBOLS[state],
+        "css": _css(state),
+        "red": red,
+        "title": f"{line.label} @ {label}: {line.describe(cell.name)}",
+        "href": "#" + fragment,
+    }
+
+
+def _fragment(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
 
 
 def _filters(model: ReportModel) -> list[dict[str, Any]]:
@@ -240,40 +318,33 @@ def _row(
     row: CheckRow,
     labels: dict[str, str],
     changed: set[tuple[str, str]],
+    index: int,
 ) -> dict[str, Any]:
+    """A grid row as light markup: symbol, state and anchor per cell; the panel content
+    is in the details blob, entry ``index``."""
     grid = []
     for cell in model.cells:
         state = row.state(cell)
-        result = row.results.get(cell.name)
-        repro = model.repro(row.check_id, cell.name)
         grid.append(
             {
                 "state": state,
                 "symbol": SYMBOLS.get(state, "?"),
                 "css": _css(state),
-                "label": labels[cell.name],
-                "cell": cell.name,
-                "cell_status": cell.status,
-                "cell_message": cell.message,
-                "cell_exit_code": cell.exit_code,
-                "result": result,
-                "open_traceback": state in _FINDING_STATES,
-                "anchor": _anchor(row.check_id, cell.name),
+                "anchor": _anchor(row.check_id, cell.name)
+                if state not in _QUIET_STATES or (row.check_id, cell.name) in changed
+                else "",
                 "changed": (row.check_id, cell.name) in changed,
-                "repro": repro,
-                "embed_repro": repro is not None and state in _FINDING_STATES,
             }
         )
     states = sorted({g["state"] for g in grid if g["state"] != STATE_MISSING})
     return {
+        "index": index,
         "check_id": row.check_id,
-        "params": row.params,
+        "group": group_of(row)[0],
+        "outside": outside_adapter_loading(row.suite, row.check_id),
         "first_pass": row.first_pass,
-        "first_pass_cell": row.first_pass_cell,
         "first_regression": row.first_regression,
-        "first_regression_cell": row.first_regression_cell,
         "regressed_in": row.regressed_in,
-        "breaks": row.breaks,
         "non_pass": any(r.verdict != Verdict.PASS.value for r in row.results.values()),
         "grid": grid,
         "states": " ".join(states),
@@ -282,6 +353,85 @@ def _row(
         ),
         "changed": any(g["changed"] for g in grid),
     }
+
+
+# -- details, loaded on demand ---------------------------------------------------------------
+def details_data(model: ReportModel) -> dict[str, Any]:
+    """What the panels show, as plain data: ``cells`` (columns) and ``rows`` in grid order,
+    each row's ``results`` keyed by column index."""
+    labels = model.column_labels()
+    cells = [
+        {
+            "name": c.name,
+            "label": labels[c.name],
+            "status": c.status,
+            "failed": c.failed,
+            "message": c.message,
+            "exit_code": c.exit_code,
+        }
+        for c in model.cells
+    ]
+    rows = []
+    for suite in model.suites:
+        for row in model.checks_in(suite):
+            results = {}
+            for col, cell in enumerate(model.cells):
+                result = row.results.get(cell.name)
+                if result is not None:
+                    results[str(col)] = _result_view(model, row, cell, result)
+            rows.append(
+                {
+                    "check_id": row.check_id,
+                    "params": row.params,
+                    "first_pass": row.first_pass,
+                    "breaks": [[b.last_good, b.first_bad] for b in row.breaks],
+                    "results": results,
+                }
+            )
+    return {"cells": cells, "rows": rows}
+
+
+def _result_view(model: ReportModel, row: CheckRow, cell: Cell, result: Any) -> dict[str, Any]:
+    repro = model.repro(row.check_id, cell.name)
+    details = {k: v for k, v in result.details.items() if k not in _DETAILS_SKIP}
+    return {
+        "observed": result.observed,
+        "outcome": outcome_name(result.observed),
+        "expected": [outcome_name(e) for e in result.expected],
+        "exception": exception_text(result.exc_type),
+        "message": result.message,
+        "traceback": trim_traceback(result.traceback),
+        "open_traceback": result.verdict in _FINDING_STATES,
+        "duration_s": round(result.duration_s, 3),
+        "device": result.device,
+        "dtype": result.dtype,
+        "nodeid": result.nodeid,
+        "versions": result.versions,
+        "details": details,
+        "repro": None
+        if repro is None
+        else {
+            "kind": repro.kind,
+            "file": repro.file,
+            "command": shlex.join(["adapter-compat", "repro", repro.id]),
+        },
+    }
+
+
+def details_blob(model: ReportModel) -> str:
+    """:func:`details_data` as JSON, gzip-compressed, base64: safe inside ``<script>``."""
+    raw = json.dumps(details_data(model), separators=(",", ":"), default=str).encode()
+    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+
+
+def read_details(html: str) -> dict[str, Any]:
+    """The details blob of a rendered page, unpacked (for tests and tools)."""
+    match = re.search(
+        rf'<script type="application/octet-stream" id="{DETAILS_ID}"[^>]*>([^<]*)</script>', html
+    )
+    if match is None:
+        raise ValueError("no details blob in this page")
+    return json.loads(gzip.decompress(base64.b64decode(match.group(1).strip())))
 
 
 def _pretty(value: Any) -> str:

@@ -57,7 +57,9 @@ Top-level fields::
                   report so CI keeps a trend without a reports/runs folder
     drift         null, or the API drift timeline as {source, columns, rows, note}
     suites        [str]  suite names in grid order
-    checks        [obj]  rows, ordered by suite then check_id:
+    checks        [obj]  rows, ordered by suite (harness/report/order.py: LoRA, IP-Adapter,
+                         lifecycle, shared, robustness, drift, then others), then rows
+                         outside adapter loading last, then check_id:
         check_id, suite, params
         first_pass             lowest diffusers version where it passes | null
         first_pass_cell        the cell of that pass | null

@@ -4,6 +4,11 @@ GitHub rejects issue bodies over 65,536 characters, so the renderer degrades in 
 (all rows -> rows with a non-pass result -> rows with a regression or harness error ->
 truncated) and says at the top which step it took. Everything from records is escaped:
 a message is data, never markup.
+
+It must paste cleanly: valid CommonMark (a blank line after every HTML block such as
+``</details>``), no table without rows, no pointer to a compat.json field that is null,
+and every command shell-quoted (check ids hold ``[`` ``]``). ``tests/report`` renders the
+output with a CommonMark renderer to hold it to that.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 
 from harness import __version__
 from harness.protocol.outcomes import Verdict
+from harness.report.breakages import build_breakages
+from harness.report.causes import ORACLE_EXCEPTION
 from harness.report.diff import Change
 from harness.report.grid import (
     LEGEND,
@@ -23,6 +30,8 @@ from harness.report.grid import (
     CheckRow,
     ReportModel,
 )
+from harness.report.order import OUTSIDE_LABEL, outside_adapter_loading
+from harness.report.summary import build_summary, line_label
 
 #: GitHub's limit on an issue/comment body.
 MAX_CHARS = 65_536
@@ -142,6 +151,7 @@ def _render(
         out.add(f"> ⚠️ {escape(warning, 300)}")
     if model.warnings:
         out.add()
+    _groups_summary(out, model, labels)
     _headline(out, model)
     _first_bad(out, model)
     _trend(out, model)
@@ -173,19 +183,26 @@ def _change_line(change: Change, rows: dict[str, CheckRow], mark: str) -> str:
     )
 
 
-def _listing(out: _Out, lines: list[str], total: int | None = None) -> None:
+def _listing(
+    out: _Out, lines: list[str], total: int | None = None, where: str = "compat.json `changes`"
+) -> int:
     """Up to HEADLINE_ITEMS lines (fewer when the size budget runs out), then a count of
-    the rest; ``total``: how many items ``lines`` was cut from."""
+    the rest (``where`` says where to find them); ``total``: how many items ``lines`` was
+    cut from. Returns how many lines were written."""
     cut = 0
+    written = 0
     shown = lines[:HEADLINE_ITEMS]
     for line in shown:
         if cut or not out.fits(line):
             cut += 1
             continue
         out.add(line)
+        written += 1
     cut += max(0, (total if total is not None else len(lines)) - len(shown))
     if cut:
-        out.add(f"- … and {cut} more (see compat.json `changes`)")
+        out.add("")  # ends a table before the note; a blank line in a list is harmless
+        out.add(f"… and {cut} more: see {where}.")
+    return written
 
 
 def _headline(out: _Out, model: ReportModel) -> None:
@@ -260,33 +277,88 @@ def _headline(out: _Out, model: ReportModel) -> None:
 
 
 def _first_bad(out: _Out, model: ReportModel) -> None:
-    """Last passing / first failing released version of every breakage in the matrix."""
-    rows = [row for row in model.checks if row.current_break is not None]
-    if not rows:
+    """Breakages (:mod:`harness.report.breakages`): the one explaining most rows first."""
+    breakages = build_breakages(model)
+    if not breakages:
         return
     out.add("## First bad version")
     out.add()
     out.add(
-        "Between the last passing and the first failing version of the matrix; "
+        "Each line is one breakage: the last passing and first failing version of the "
+        "matrix and one root cause, with the rows it explains (most first). "
         "`adapter-compat bisect` narrows it to one release (patch releases too)."
     )
     out.add()
-    out.add("| check | last good | first bad | bisected | regressed in | narrow down |")
-    out.add("|---|---|---|---|---|---|")
     lines = []
-    for row in rows:
-        brk = row.current_break
-        assert brk is not None
-        command = (
-            f"adapter-compat bisect {row.check_id} --good {brk.last_good} --bad {brk.first_bad}"
-        )
+    for brk in breakages:
+        first = brk.rows[0].check_id
+        more = f" and {len(brk.rows) - 1} more" if len(brk.rows) > 1 else ""
+        fixed = f"✅ fixed in {escape(brk.fixed_in)}" if brk.fixed_in else "still broken"
+        bisected = ", ".join(sorted(set(brk.bisected.values()))) or "—"
         lines.append(
-            f"| {code(row.check_id)} | {escape(brk.last_good)} | ❌ {escape(brk.first_bad)} | "
-            f"{escape(model.bisected.get(row.check_id) or '—')} | "
-            f"{escape(', '.join(row.regressed_in))} | {code(command)} |"
+            f"| {len(brk.rows)} | {escape(brk.last_good)} | ❌ {escape(brk.first_bad)} | "
+            f"{escape(bisected)} | {fixed} | {escape(brk.cause.describe(), 200)} | "
+            f"{code(first)}{more} | {code(brk.bisect_command())} |"
         )
-    _listing(out, lines)
+    _table(
+        out,
+        "| rows | last good | first bad | bisected | fixed in | root cause | rows it explains | "
+        "narrow down |",
+        "|--:|---|---|---|---|---|---|---|",
+        lines,
+        "compat.html (First bad version)",
+    )
+
+
+def _table(out: _Out, head: str, rule: str, lines: list[str], where: str) -> None:
+    """A table, or nothing when not one of its lines fits (never a header-only table)."""
+    if not lines or not out.fits(head + rule + lines[0]):
+        if lines:
+            out.add(
+                f"{len(lines)} line(s) left out to stay under GitHub's size limit: see {where}."
+            )
+            out.add()
+        return
+    out.add(head)
+    out.add(rule)
+    _listing(out, lines, where=where)
     out.add()
+
+
+def _groups_summary(out: _Out, model: ReportModel, labels: dict[str, str]) -> None:
+    """One line per format x architecture, IP-Adapter variant, operation...: the most
+    alarming verdict of its rows per version (:mod:`harness.report.summary`)."""
+    lines = build_summary(model)
+    if not lines or not model.cells:
+        return
+    out.add("## Summary: can I bump diffusers?")
+    out.add()
+    out.add(
+        "One line per adapter format × architecture, IP-Adapter variant and operation; "
+        "each mark is the most alarming verdict among that line's rows in that version "
+        "(the number counts red rows). compat.html links every mark to its rows."
+    )
+    out.add()
+    heads = ["suite", "rows"] + [escape(labels[c.name]) for c in model.cells]
+    body = []
+    for line in lines:
+        marks = []
+        for cell in model.cells:
+            mark = symbol(line.mark(cell.name))
+            red = line.red(cell.name)
+            marks.append(f"{mark}{red}" if red else mark)
+        body.append(
+            f"| {escape(line.suite)} | {escape(line_label(line))} ({len(line.rows)}) | "
+            + " | ".join(marks)
+            + " |"
+        )
+    _table(
+        out,
+        "| " + " | ".join(heads) + " |",
+        "|---|---|" + ":-:|" * len(model.cells),
+        body,
+        "compat.html (Summary)",
+    )
 
 
 def _trend(out: _Out, model: ReportModel) -> None:
@@ -332,12 +404,13 @@ def _drift(out: _Out, model: ReportModel) -> None:
             return
     columns = [c for c in section.columns if c != "breaking" or not section.has_breaking_column]
     columns = columns[:7]
-    out.add("| " + " | ".join(escape(c) for c in columns) + " |")
-    out.add("|" + "---|" * len(columns))
-    _listing(
-        out, ["| " + " | ".join(escape(r.get(c, ""), 120) for c in columns) + " |" for r in rows]
+    _table(
+        out,
+        "| " + " | ".join(escape(c) for c in columns) + " |",
+        "|" + "---|" * len(columns),
+        ["| " + " | ".join(escape(r.get(c, ""), 120) for c in columns) + " |" for r in rows],
+        "compat.html (API drift)",
     )
-    out.add()
 
 
 def _summary_table(out: _Out, model: ReportModel) -> None:
@@ -402,6 +475,8 @@ def _grid_header(cells: list[Cell], labels: dict[str, str]) -> list[str]:
 
 def _grid_row(row: CheckRow, cells: list[Cell]) -> str:
     parts = [code(row.check_id)]
+    if outside_adapter_loading(row.suite, row.check_id):
+        parts[0] += f" ({OUTSIDE_LABEL})"
     parts += [symbol(row.state(cell)) for cell in cells]
     parts.append(escape(row.first_pass) if row.first_pass else "—")
     parts.append(f"❌ {escape(row.first_regression)}" if row.first_regression else "—")
@@ -423,16 +498,19 @@ def _suite_grid(
         out.add(f"All {len(rows)} checks are hidden by the summary filter above.")
         out.add()
         return
-    for line in _grid_header(model.cells, labels):
-        out.add(line)
+    header = _grid_header(model.cells, labels)
     cut = 0
     for row in shown:
         line = _grid_row(row, model.cells)
-        if cut or not out.fits(line):
+        if cut or not out.fits(line + "".join(header if header else [])):
             cut += 1
             continue
+        for head in header:  # written with the first row that fits: never a header-only table
+            out.add(head)
+        header = []
         out.add(line)
-    out.add()
+    if not header:
+        out.add()
     hidden = len(rows) - len(shown)
     if hidden:
         out.add(f"{hidden} row(s) hidden by the summary filter.")
@@ -450,7 +528,8 @@ def _findings(out: _Out, model: ReportModel, labels: dict[str, str]) -> None:
             result = row.results.get(cell.name)
             if result is None or result.verdict not in _FINDINGS:
                 continue
-            exc = f"{code(result.exc_type)}: " if result.exc_type else ""
+            raised = result.exc_type and result.exc_type != ORACLE_EXCEPTION
+            exc = f"{code(result.exc_type)}: " if raised else ""
             expected = ", ".join(result.expected) or "?"
             lines.append(
                 f"- {symbol(result.verdict)} {code(row.check_id)} @ {escape(labels[cell.name])}: "
@@ -470,6 +549,7 @@ def _findings(out: _Out, model: ReportModel, labels: dict[str, str]) -> None:
             continue
         out.add(line)
     if cut:
-        out.add(f"- … {cut} more cut to stay under GitHub's size limit (see compat.json)")
+        out.add(f"- … {cut} more cut to stay under GitHub's size limit (see compat.json `checks`)")
     out.add()
     out.add("</details>")
+    out.add()

@@ -33,6 +33,9 @@ FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--hide-scrollbars",
+    # let the page's asynchronous work finish (panels unpack the details blob) before the
+    # DOM is dumped or the screenshot taken
+    "--virtual-time-budget=10000",
 )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.protocol import repro
 from harness.report import trend
+from harness.report.coverage import attach as attach_coverage
 from harness.report.diff import compare, load_baseline, previous_run
 from harness.report.drift import load_drift
 from harness.report.grid import ReportModel, load_model, promote_with_baseline
@@ -159,6 +160,7 @@ def _write_files(model: ReportModel, out: Path) -> None:
     }
     extra = render_junit(model)
     extra.update({r.file: r.script for r in model.repros.values()})
+    attach_coverage(model, texts, extra)  # the Reach section, after `run --coverage`
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,6 +1,7 @@
 """Synthetic report runs shared by the report, filing, screenshot and bisect self-tests:
 four cells, a steady regression, one that appears only when asked, a green check and an
-unsupported one. A helper module rather than a test module, so test files never import
+unsupported one (``write_run``); rows sharing one root cause, a fixed one and drift rows
+(``kohya_run``). A helper module rather than a test module, so test files never import
 each other.
 """
 
@@ -78,4 +79,73 @@ def write_run(folder: Path, changed: bool, message: str = "addr 0x7f00") -> Path
         )
         write_record(path, record(cell, GREEN))
         write_record(path, record(cell, ABSENT, "unsupported", message="no SD3 IP-Adapter"))
+    return folder
+
+
+def library_traceback(func: str, line: int = 12) -> str:
+    """A traceback through pytest and pluggy into a diffusers function."""
+    return (
+        "Traceback (most recent call last):\n"
+        '  File "/v/lib/python3.11/site-packages/_pytest/python.py", line 187, in pytest_pyfunc_call\n'
+        "    result = testfunction(**testargs)\n"
+        "             ^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        '  File "/v/lib/python3.11/site-packages/pluggy/_callers.py", line 103, in _multicall\n'
+        "    res = hook_impl.function(*args)\n"
+        '  File "/repo/suites/lora/test_formats.py", line 138, in _load\n'
+        "    pipe.load_lora_weights(sd)\n"
+        f'  File "/v/lib/python3.11/site-packages/diffusers/loaders/conv.py", line {line}, in {func}\n'
+        "    sd.pop(key)\n"
+        "KeyError: 'double_blocks.0'\n"
+    )
+
+
+def kohya_run(folder: Path) -> Path:
+    """Four cells: three kohya rows break at 0.33.1 with one KeyError (different keys and
+    line numbers), one breaks there with another error and is fixed in 0.42.1, plus a drift
+    row about code outside adapter loading."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, cell in enumerate(CELLS):
+        path = folder / f"cell-{cell}.jsonl"
+        write_record(
+            path, CellRecord(cell=f"cell-{cell}", status="ok", versions={"diffusers": cell})
+        )
+        late = cell in ("0.33.1", "0.42.1")
+        for arch in ("flux", "sd15", "sdxl"):
+            check_id = f"lora/formats::load[{arch}-kohya]"
+            write_record(
+                path,
+                record(
+                    cell,
+                    check_id,
+                    "regression" if late else "pass",
+                    exc_type="KeyError" if late else None,
+                    message=f"'{arch}.blocks.{n}'" if late else "",
+                    traceback=library_traceback("_convert_kohya", 10 + n) if late else "",
+                ),
+            )
+        fixed = cell == "0.33.1"
+        write_record(
+            path,
+            record(
+                cell,
+                "lora/formats::load[flux-comfy]",
+                "regression" if fixed else "pass",
+                observed="DROPPED_KEYS" if fixed else "OK",
+                exc_type="Finding" if fixed else None,
+                message="3 key(s) had no effect" if fixed else "",
+            ),
+        )
+        write_record(
+            path,
+            record(
+                cell,
+                "drift/drift::callsites_internal[diffusers-x]",
+                "regression",
+                observed="CRASH",
+                exc_type="Finding",
+                message="2 internal call site(s) would raise TypeError",
+            ),
+        )
+        write_record(path, record(cell, "drift/drift::callsites_adapter_loaders[diffusers-x]"))
+        write_record(path, record(cell, "ip_adapter/load::load[sd15-base]"))
     return folder

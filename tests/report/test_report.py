@@ -16,6 +16,7 @@ import pytest
 import harness.cli
 from harness.protocol.records import CellRecord, CheckRecord, write_record
 from harness.report.grid import build_model, load_model
+from harness.report.render_html import read_details
 from harness.report.render_md import MAX_CHARS, render_markdown
 from harness.report.write import write_report
 
@@ -287,20 +288,28 @@ def test_markdown_summarises_when_too_large(tmp_path: Path) -> None:
 def test_html_escapes_and_shows_details(results: Path, tmp_path: Path) -> None:
     out = write_report([results], tmp_path / "out", update_latest=False, baseline=None)
     html = (out / "compat.html").read_text()
-    assert "<script>alert" not in html
-    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in html
-    assert "TypeError: &lt;device&gt;" in html  # traceback, escaped
-    assert "<device>" not in html
-    # the install failure is a distinct column state carrying its message
+    assert "<script>alert" not in html and "<device>" not in html
+    # messages, tracebacks and cell messages travel in the compressed details blob (the
+    # page builds panels from it with textContent, so record text never becomes markup)
+    details = read_details(html)
+    (row,) = [r for r in details["rows"] if r["check_id"] == REGRESSING]
+    col = next(i for i, c in enumerate(details["cells"]) if c["name"] == "cell-0.33.1")
+    result = row["results"][str(col)]
+    assert result["message"] == XSS
+    assert result["traceback"].endswith("TypeError: <device>")
+    assert result["outcome"].startswith("CRASH: ") and result["exception"] == "TypeError"
+    failed = next(c for c in details["cells"] if c["name"] == "cell-0.28.0")
+    assert failed["failed"] and "huggingface_hub<0.26 <conflict>" in failed["message"]
+    # the install failure is a distinct column state
     assert "col-failed" in html and "💥 install_failed" in html
-    assert "huggingface_hub&lt;0.26 &lt;conflict&gt;" in html
     assert html.count('class="g s-cell-failed"') == 3
     assert html.count('class="g s-regression"') == 1
     assert "position: sticky" in html
     # self-contained: no external fetches
     assert not re.search(r"""(src|href)=["']?https?:""", html)
-    # exactly one script element: ours
+    # one script element of ours, plus the data blob (not executable)
     assert html.count("<script>") == 1
+    assert html.count('<script type="application/octet-stream" id="details"') == 1
 
 
 def test_crashed_cell_keeps_its_records_and_marks_the_rest(tmp_path: Path) -> None:
@@ -455,7 +464,10 @@ def test_cli_unwritable_out(
     )
     assert rc == 2
     line = _one_error_line(capsys)
-    assert "cannot create output folder" in line and "--out" in line
+    # checked up front by the command (`cannot be created`), else by write_report
+    assert (
+        "cannot be created" in line or "cannot create output folder" in line
+    ) and "--out" in line
     rc = cli(
         ["report", str(results), "--out", str(blocker), "--reports-root", str(tmp_path / "reports")]
     )  # the file itself

@@ -4,6 +4,7 @@ JUnit per cell, repro scripts, API drift section. Synthetic records, no torch.""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import types
 import xml.etree.ElementTree as ET
@@ -163,7 +164,10 @@ def test_first_bad_version_per_regression(tmp_path: Path) -> None:
     assert (checks[CHANGING]["last_good"], checks[CHANGING]["first_bad"]) == ("0.33.1", "0.42.1")
     assert checks[GREEN]["first_bad"] is None and checks[GREEN]["breaks"] == []
     md = (out / "compat.md").read_text()
-    assert f"adapter-compat bisect {STEADY_BAD} --good 0.32.2 --bad 0.33.1" in md
+    # shell-quoted: check ids hold [ ], which a shell would glob
+    command = f"adapter-compat bisect '{STEADY_BAD}' --good 0.32.2 --bad 0.33.1"
+    assert command in md
+    assert shlex.split(command)[2] == STEADY_BAD
 
 
 def test_junit_per_cell(tmp_path: Path) -> None:

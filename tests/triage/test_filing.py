@@ -20,6 +20,7 @@ import pytest
 
 import harness.cli
 from harness.protocol.records import write_record
+from harness.report.causes import cause_of
 from harness.report.write import write_report
 from harness.triage.filing.drafts import (
     FINGERPRINT_MARK,
@@ -29,7 +30,7 @@ from harness.triage.filing.drafts import (
     find_mark,
     fingerprint,
 )
-from tests.report.report_runs import CHANGING, STEADY_BAD, record, write_run
+from tests.report.report_runs import CHANGING, STEADY_BAD, kohya_run, record, write_run
 
 TOKEN = "ghp_test_token"
 REPO = "acme/diffusers-compat"
@@ -164,12 +165,22 @@ def post(cli, github: FakeGitHub, report: Path, *extra: str) -> int:
     return cli(["file", str(report), "--post", "--repo", REPO, "--api-url", github.url, *extra])
 
 
-def test_fingerprint_ignores_the_message() -> None:
-    a = fingerprint("lora/f::load[x]", "CRASH", "KeyError")
-    assert a == fingerprint("lora/f::load[x]", "CRASH", "KeyError")
-    assert a != fingerprint("lora/f::load[x]", "CRASH", "AssertionError")
-    assert a != fingerprint("lora/f::load[x]", "WRONG_RESULT", "KeyError")
-    assert a != fingerprint("lora/f::load[y]", "CRASH", "KeyError")
+def test_fingerprint_is_the_root_cause_not_the_message() -> None:
+    tb = (
+        'Traceback (most recent call last):\n  File "/v/site-packages/diffusers/loaders/x.py", '
+        "line 12, in convert\n    sd.pop(k)\nKeyError: 'a'\n"
+    )
+    a = fingerprint(cause_of("lora/f::load[x]", "CRASH", "KeyError", "'a.0.b' at 0x7f", tb))
+    # another row, key, address and line number: the same bug
+    moved = tb.replace("line 12", "line 40")
+    assert a == fingerprint(cause_of("lora/f::load[y]", "CRASH", "KeyError", "'c.9' at 0x1", moved))
+    assert a != fingerprint(cause_of("lora/f::load[x]", "CRASH", "IndexError", "'a.0.b'", tb))
+    elsewhere = tb.replace("in convert", "in expand")
+    assert a != fingerprint(cause_of("lora/f::load[x]", "CRASH", "KeyError", "'a'", elsewhere))
+    # an oracle's finding: same outcome on the same operation, whatever the message
+    judged = fingerprint(cause_of("lora/f::load[x]", "DROPPED_KEYS", "Finding", "3 keys", tb))
+    assert judged == fingerprint(cause_of("lora/f::load[z]", "DROPPED_KEYS", None, "9 keys", ""))
+    assert judged != fingerprint(cause_of("lora/f::fuse[x]", "DROPPED_KEYS", None, "3 keys", ""))
 
 
 def test_dry_run_writes_drafts(cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,21 +191,28 @@ def test_dry_run_writes_drafts(cli, tmp_path: Path, capsys: pytest.CaptureFixtur
     index = json.loads((report / "issues" / "index.json").read_text())
     assert sorted(d["check_id"] for d in index) == sorted([CHANGING, STEADY_BAD])
     steady = next(d for d in index if d["check_id"] == STEADY_BAD)
-    assert steady["cells"] == ["cell-0.33.1", "cell-0.42.1"]  # one issue for both cells
+    assert steady["rows"] == {STEADY_BAD: ["cell-0.33.1", "cell-0.42.1"]}  # one issue
     text = (report / "issues" / steady["file"]).read_text()
     assert text.startswith(
-        f"# [adapter-compat] {STEADY_BAD}: CRASH (KeyError) since diffusers 0.33.1"
+        "# [adapter-compat] KeyError in lora/formats::load: 1 row(s) fail since diffusers 0.33.1"
     )
-    assert find_mark(text, FINGERPRINT_MARK) == fingerprint(STEADY_BAD, "CRASH", "KeyError")
+    doc = json.loads((report / "compat.json").read_text())
+    result = next(c for c in doc["checks"] if c["check_id"] == STEADY_BAD)["results"]
+    sample = result["cell-0.42.1"]
+    cause = cause_of(STEADY_BAD, "CRASH", "KeyError", sample["message"], sample["traceback"])
+    assert find_mark(text, FINGERPRINT_MARK) == fingerprint(cause)
     for part in (
-        "### Expected vs observed",
-        "### Versions",
-        "### Reproduction (rerun)",
-        "<summary>Traceback</summary>",
+        "### Affected rows",
+        f"| `{STEADY_BAD}` | 0.33.1, 0.42.1 | 0.32.2 → 0.33.1 | — |",
+        "#### Versions",
+        "#### Reproduction (rerun)",
+        "<summary>Traceback (test-runner frames hidden)</summary>",
         "between **0.32.2** (last good in the matrix) and **0.33.1** (first bad)",
+        f"`adapter-compat bisect '{STEADY_BAD}' --good 0.32.2 --bad 0.33.1`",
         "| 0.32.2 | 2.13.0+cpu | 0.13.2 |",
     ):
         assert part in text, part
+    assert "Finding" not in text
 
 
 def test_only_new_regressions_are_drafted(cli, tmp_path: Path, capsys) -> None:
@@ -233,16 +251,22 @@ def test_post_creates_then_never_duplicates_then_comments(
     later = write_run(tmp_path / "r3", True, message="addr 0x1234")
     write_record(
         later / "cell-0.32.2.jsonl",
-        record("0.32.2", STEADY_BAD, "regression", exc_type="KeyError", message="at 0x9"),
+        record(
+            "0.32.2",
+            STEADY_BAD,
+            "regression",
+            exc_type="KeyError",
+            message="'double_blocks.0.qkv' at addr 0x9",  # same bug, another address
+        ),
     )
     report3 = write_report([later], tmp_path / "run3", False, tmp_path / "x", baseline=report)
     assert post(cli, github, report3) == 0
     out = capsys.readouterr().out
     assert "0 issue(s) created, 1 comment(s)" in out
     assert len(github.issues) == 2
-    steady = next(i for i in github.issues if STEADY_BAD in i["title"])
+    steady = next(i for i in github.issues if f"`{STEADY_BAD}`" in i["body"])
     (comment,) = github.comments[steady["number"]]
-    assert "now fails in 3 cell(s): 0.32.2, 0.33.1, 0.42.1" in comment["body"]
+    assert f"- `{STEADY_BAD}`: 0.32.2, 0.33.1, 0.42.1" in comment["body"]
     assert find_mark(comment["body"], STATE_MARK) != find_mark(steady["body"], STATE_MARK)
 
     # and once more: the comment's state is now current, so nothing is posted
@@ -297,3 +321,38 @@ def test_huge_traceback_fits_githubs_limit(tmp_path: Path) -> None:
     (draft,) = [d for d in build_drafts(doc, everything=True) if "KeyError" in d.title]
     assert len(draft.body) <= MAX_BODY
     assert draft.body.rstrip().endswith("filing again.")
+
+
+def test_drafts_group_rows_by_root_cause_and_skip_fixed_ones(tmp_path: Path) -> None:
+    """Three rows with one KeyError in one converter (other keys, other line numbers) are
+    one draft listing all three; a row red in 0.33.1 but passing in the newest cell is
+    fixed (no draft); an oracle's finding on another operation is a draft of its own."""
+    out = write_report([kohya_run(tmp_path / "r")], tmp_path / "o", False, baseline=None)
+    doc = json.loads((out / "compat.json").read_text())
+    drafts = build_drafts(doc, everything=True)
+    assert len(drafts) == 2
+    kohya, drift = drafts
+    assert list(kohya.rows) == [f"lora/formats::load[{a}-kohya]" for a in ("flux", "sd15", "sdxl")]
+    assert all(cells == ["cell-0.33.1", "cell-0.42.1"] for cells in kohya.rows.values())
+    assert kohya.title == (
+        "[adapter-compat] KeyError in diffusers/loaders/conv.py:_convert_kohya: "
+        "3 row(s) fail since diffusers 0.33.1"
+    )
+    assert (
+        "| `lora/formats::load[sd15-kohya]` | 0.33.1, 0.42.1 | 0.32.2 → 0.33.1 | — |" in kohya.body
+    )
+    assert "flux-comfy" not in json.dumps([d.to_index() for d in drafts])  # fixed in 0.42.1
+    assert list(drift.rows) == ["drift/drift::callsites_internal[diffusers-x]"]
+    assert drift.title.startswith("[adapter-compat] CRASH on drift/drift::callsites_internal")
+    assert "in every tested version from 0.30.3 on" in drift.title
+    # the fixed row is in the report instead, as fixed
+    assert "fixed in 0.42.1" in (out / "compat.md").read_text()
+
+
+def test_a_row_fixed_in_the_newest_cell_is_never_drafted(tmp_path: Path) -> None:
+    """Plant the fix: the steady regression passes again in 0.42.1 -> no draft for it."""
+    results = write_run(tmp_path / "r", True)
+    write_record(results / "cell-0.42.1.jsonl", record("0.42.1", STEADY_BAD, "pass"))
+    out = write_report([results], tmp_path / "o", False, tmp_path / "x", baseline=None)
+    doc = json.loads((out / "compat.json").read_text())
+    assert [d.check_id for d in build_drafts(doc, everything=True)] == [CHANGING]

@@ -1,10 +1,18 @@
-"""Issue drafts: one Markdown issue per new regression, keyed by a stable fingerprint.
+"""Issue drafts: one Markdown issue per root cause of the red rows, keyed by a fingerprint.
 
-Why the fingerprint is check id + observed outcome + exception type and nothing else: the
-message carries addresses, shapes and timings that change between runs, and the failing
-cells grow and shrink; none of that makes it another bug. The cells and first bad version
-go into a separate *state* digest instead: when it changes, the open issue gets a
-comment rather than a twin. Both are embedded as HTML comments, invisible on GitHub.
+Why per root cause (:mod:`harness.report.causes`): 130 red rows are a dozen bugs; a
+maintainer reads a dozen issues, each listing every row and version it explains, and
+nobody files 130. Two results share a cause when the library raised the same exception
+type with the same normalised message at the same code location, or when an oracle saw
+the same outcome of the same operation. A row is drafted under the cause of its newest
+red result, and only while it is still red in the newest version that judged it: a row
+that passes there again is "fixed in X" in the report, never an open issue.
+
+The fingerprint is the cause's key and nothing else: messages carry addresses, shapes and
+timings, and the failing rows and cells grow and shrink; none of that makes it another
+bug. The rows and cells go into a separate *state* digest instead: when it changes, the
+open issue gets a comment rather than a twin. Both are embedded as HTML comments,
+invisible on GitHub.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import hashlib
 import json
 import re
 import secrets
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +29,7 @@ from typing import Any
 
 from harness import __version__
 from harness.protocol import repro
+from harness.report.causes import OUTCOME_TEXT, Cause, cause_of, trim_traceback
 
 #: GitHub's limit on an issue or comment body.
 MAX_BODY = 65_536
@@ -35,14 +45,17 @@ _MARK_RE = {
 _SCRIPT = f"@@script-{secrets.token_hex(8)}@@"
 _TRACEBACK = f"@@traceback-{secrets.token_hex(8)}@@"
 
+#: Verdicts that judge a row: red (open) or pass (fixed).
+RED = frozenset({"regression", "broken"})
+JUDGED = RED | {"pass"}
+
 #: Versions shown per cell in the issue's table, in order.
 TABLE_VERSIONS = ("torch", "peft", "transformers", "huggingface_hub", "accelerate")
 
 
-def fingerprint(check_id: str, observed: str, exc_type: str | None) -> str:
-    """Stable id of a finding (never the message: it holds addresses and numbers)."""
-    key = "\0".join([check_id, observed, exc_type or ""])
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+def fingerprint(cause: Cause) -> str:
+    """Stable id of a finding: its root cause's key (never the message, rows or cells)."""
+    return cause.key
 
 
 def find_mark(text: str, name: str) -> str | None:
@@ -64,13 +77,23 @@ class Draft:
     state: str
     title: str
     body: str
-    check_id: str
-    cells: list[str] = field(default_factory=list)
+    #: check id -> the cells where it fails with this cause (report order)
+    rows: dict[str, list[str]] = field(default_factory=dict)
     update: str = ""  # the comment posted when an open issue's state differs
 
     @property
     def file_name(self) -> str:
         return f"{self.fingerprint}.md"
+
+    @property
+    def check_id(self) -> str:
+        """The first row (the sample the body details)."""
+        return next(iter(self.rows), "")
+
+    @property
+    def cells(self) -> list[str]:
+        """Every cell where some row fails with this cause, once each."""
+        return list(dict.fromkeys(cell for cells in self.rows.values() for cell in cells))
 
     def to_index(self) -> dict[str, Any]:
         return {
@@ -78,24 +101,52 @@ class Draft:
             "state": self.state,
             "title": self.title,
             "check_id": self.check_id,
+            "rows": self.rows,
             "cells": self.cells,
             "file": self.file_name,
         }
 
 
 # -- building ------------------------------------------------------------------------------
-def regression_keys(doc: Mapping[str, Any], everything: bool = False) -> list[tuple[str, str]]:
-    """(check_id, cell) pairs to file: the report's new regressions, or every regression
-    when ``everything`` or when the report had no baseline (first run: all of it is new)."""
+@dataclass
+class _Group:
+    """Rows sharing one root cause, while being built."""
+
+    cause: Cause
+    rows: dict[str, list[str]] = field(default_factory=dict)  # check id -> failing cells
+
+
+def new_regression_keys(doc: Mapping[str, Any]) -> set[tuple[str, str]] | None:
+    """(check_id, cell) pairs that are new since the report's baseline; None when the
+    report had no baseline (first run: all of it is new)."""
     changes = doc.get("changes")
-    if not everything and isinstance(changes, Mapping):
-        return [(c["check_id"], c["cell"]) for c in changes.get("new_regressions") or []]
-    keys = []
-    for check in doc.get("checks") or []:
-        for cell, result in (check.get("results") or {}).items():
-            if result.get("verdict") == "regression":
-                keys.append((check["check_id"], cell))
-    return keys
+    if not isinstance(changes, Mapping):
+        return None
+    return {(c["check_id"], c["cell"]) for c in changes.get("new_regressions") or []}
+
+
+def _cause(check_id: str, result: Mapping[str, Any]) -> Cause:
+    return cause_of(
+        check_id,
+        str(result.get("observed") or ""),
+        result.get("exc_type"),
+        str(result.get("message") or ""),
+        str(result.get("traceback") or ""),
+    )
+
+
+def newest_judged(
+    check: Mapping[str, Any], cells: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """Per torch axis, the newest (cell, result) that passed or was red: where a row is
+    judged open (red) or fixed (pass). Skipped, unsupported and missing cells say nothing."""
+    results: Mapping[str, Any] = check.get("results") or {}
+    newest: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for cell in cells:  # report order: ascending versions
+        result = results.get(cell["name"])
+        if result and result.get("verdict") in JUDGED:
+            newest[str(cell.get("torch"))] = (cell["name"], result)
+    return list(newest.values())
 
 
 def build_drafts(
@@ -103,92 +154,111 @@ def build_drafts(
     everything: bool = False,
     bisected: Mapping[str, str] | None = None,
 ) -> list[Draft]:
-    """One draft per fingerprint among the regressions to file, in report order.
+    """One draft per root cause among rows still red in the newest version that judged
+    them; in report order. Without ``everything``, only causes with a new regression since
+    the report's baseline (all of them when it had none).
 
     ``bisected``: check id -> first bad release found by ``adapter-compat bisect``."""
-    checks = {c["check_id"]: c for c in doc.get("checks") or [] if isinstance(c, Mapping)}
+    checks = [c for c in doc.get("checks") or [] if isinstance(c, Mapping)]
     cells = [c for c in doc.get("cells") or [] if isinstance(c, Mapping)]
-    groups: dict[str, tuple[str, str, str | None]] = {}
-    for check_id, cell in regression_keys(doc, everything):
-        result = ((checks.get(check_id) or {}).get("results") or {}).get(cell)
-        if not result or result.get("verdict") != "regression":
-            continue
-        fp = fingerprint(check_id, str(result.get("observed") or ""), result.get("exc_type"))
-        groups.setdefault(fp, (check_id, str(result.get("observed") or ""), result.get("exc_type")))
+    new = None if everything else new_regression_keys(doc)
+    groups: dict[str, _Group] = {}
+    for check in checks:
+        check_id = str(check["check_id"])
+        results: Mapping[str, Any] = check.get("results") or {}
+        for _cell, result in newest_judged(check, cells):
+            if result.get("verdict") not in RED:
+                continue  # passes in the newest version: fixed, not an open issue
+            cause = _cause(check_id, result)
+            failing = [
+                c["name"]
+                for c in cells
+                if (results.get(c["name"]) or {}).get("verdict") in RED
+                and _cause(check_id, results[c["name"]]).key == cause.key
+            ]
+            group = groups.setdefault(cause.key, _Group(cause))
+            listed = group.rows.setdefault(check_id, [])
+            listed.extend(c for c in failing if c not in listed)
+    checks_by_id = {str(c["check_id"]): c for c in checks}
     drafts = []
-    for fp, (check_id, observed, exc_type) in groups.items():
-        drafts.append(
-            _draft(
-                doc, checks[check_id], cells, fp, observed, exc_type, (bisected or {}).get(check_id)
-            )
-        )
+    for key, group in groups.items():
+        if new is not None and not any(
+            (check_id, cell) in new for check_id, cells_ in group.rows.items() for cell in cells_
+        ):
+            continue
+        drafts.append(_draft(doc, checks_by_id, cells, key, group, bisected or {}))
     return drafts
-
-
-def _same_finding(result: Mapping[str, Any], observed: str, exc_type: str | None) -> bool:
-    return (
-        result.get("verdict") == "regression"
-        and str(result.get("observed") or "") == observed
-        and (result.get("exc_type") or None) == (exc_type or None)
-    )
 
 
 def _draft(
     doc: Mapping[str, Any],
-    check: Mapping[str, Any],
+    checks: Mapping[str, Mapping[str, Any]],
     cells: list[Mapping[str, Any]],
     fp: str,
-    observed: str,
-    exc_type: str | None,
-    bisected: str | None,
+    group: _Group,
+    bisected: Mapping[str, str],
 ) -> Draft:
-    check_id = str(check["check_id"])
-    results: Mapping[str, Any] = check.get("results") or {}
-    failing = [
-        c["name"] for c in cells if _same_finding(results.get(c["name"]) or {}, observed, exc_type)
-    ]
     labels = {c["name"]: str(c.get("label") or c.get("diffusers") or c["name"]) for c in cells}
-    sample_cell = failing[-1]
+    cause = group.cause
+    sample_id = next(iter(group.rows))
+    check = checks[sample_id]
+    results: Mapping[str, Any] = check.get("results") or {}
+    sample_cell = group.rows[sample_id][-1]
     sample = results[sample_cell]
+    observed = str(sample.get("observed") or "")
     first_bad = check.get("first_bad")
     last_good = check.get("last_good")
     state = hashlib.sha256(
-        json.dumps({"cells": failing, "first_bad": first_bad, "bisected": bisected}).encode()
+        json.dumps(
+            {
+                "rows": group.rows,
+                "first_bad": {c: checks[c].get("first_bad") for c in group.rows},
+                "bisected": {c: bisected.get(c) for c in group.rows},
+            },
+            sort_keys=True,
+        ).encode()
     ).hexdigest()[:16]
-    exc = f" ({exc_type})" if exc_type else ""
-    since = bisected or first_bad or labels[failing[0]]
-    title = f"[adapter-compat] {check_id}: {observed}{exc} since diffusers {since}"
+    since = _since(group, checks, bisected, labels)
+    n_rows = len(group.rows)
+    what = f"{cause.exc_type} in {cause.where}" if cause.raised else f"{observed} on {cause.where}"
+    title = f"[adapter-compat] {what}: {n_rows} row(s) fail {since}"
     if len(title) > 250:
         title = title[:249] + "…"
     markers = f"<!-- {FINGERPRINT_MARK}: {fp} -->\n<!-- {STATE_MARK}: {state} -->\n"
-    first_bad_text = _first_bad_text(check_id, first_bad, last_good, bisected, labels[failing[0]])
-    versions = _versions_table(check, cells, labels)
+    first_bad_text = _first_bad_text(
+        sample_id, first_bad, last_good, bisected.get(sample_id), labels[group.rows[sample_id][0]]
+    )
     expected = " | ".join(sample.get("expected") or []) or "?"
-    script = repro.build(check_id, sample_cell, sample)
+    script = repro.build(sample_id, sample_cell, sample)
     message = str(sample.get("message") or "(no message)")
-    traceback = str(sample.get("traceback") or "")
+    traceback = trim_traceback(str(sample.get("traceback") or ""))
     params = check.get("params") or {}
+    exc = f" raising `{cause.exc_type}`" if cause.raised else ""
     parts = [
         markers,
-        f"**Check** `{check_id}` (suite `{check.get('suite', '?')}`) gives **{observed}**{exc} "
-        f"where **{expected}** is expected, in {len(failing)} cell(s): "
-        f"{', '.join(labels[c] for c in failing)}.",
+        f"**Root cause:** {_root_cause_text(cause)}",
+        "",
+        f"It explains **{n_rows} red row(s)**; each is still red in the newest version "
+        "that judged it.",
+        "",
+        "### Affected rows",
+        "",
+        _rows_table(group, checks, labels, bisected),
+        "",
+        f"### Sample: `{sample_id}` in {labels[sample_cell]}",
         "",
         f"**First bad version:** {first_bad_text}",
         "",
-        "### Expected vs observed",
-        "",
         f"- expected: `{expected}`",
-        f"- observed: `{observed}`" + (f" raising `{exc_type}`" if exc_type else ""),
-        f"- in `{sample_cell}`:",
+        f"- observed: `{observed}` ({OUTCOME_TEXT.get(observed, 'see the report')}){exc}",
         "",
         _fence(message[:4000]),
         "",
-        "### Versions",
+        "#### Versions",
         "",
-        versions,
+        _versions_table(check, cells, labels),
         "",
-        f"### Reproduction ({script.kind})",
+        f"#### Reproduction ({script.kind})",
         "",
         _repro_note(script),
         "",
@@ -197,24 +267,98 @@ def _draft(
     ]
     if params:
         parts += [
-            "### Parameters",
+            "#### Parameters",
             "",
             _fence(json.dumps(params, indent=2, sort_keys=True), "json"),
             "",
         ]
     if traceback:
-        parts += ["<details><summary>Traceback</summary>", "", _TRACEBACK, "", "</details>", ""]
+        parts += [
+            "<details><summary>Traceback (test-runner frames hidden)</summary>",
+            "",
+            _TRACEBACK,
+            "",
+            "</details>",
+            "",
+        ]
     run = doc.get("run") or "?"
     parts += [
         "---",
         f"Filed by adapter-compat {__version__} from report run `{run}` "
-        f"({doc.get('generated_at', '?')}). Fingerprint `{fp}` = check id + observed outcome "
-        "+ exception type: while this issue is open, later runs comment here instead of "
-        "filing again.",
+        f"({doc.get('generated_at', '?')}). Fingerprint `{fp}` = root cause (exception type, "
+        "normalised message and code location, or outcome and operation): while this issue is "
+        "open, later runs comment here instead of filing again.",
     ]
     body = _fit("\n".join(parts), script.script, traceback)
-    update = _update_comment(doc, check_id, failing, labels, first_bad_text, state)
-    return Draft(fp, state, title, body, check_id, failing, update)
+    update = _update_comment(doc, group, labels, first_bad_text, state)
+    return Draft(fp, state, title, body, dict(group.rows), update)
+
+
+def _since(
+    group: _Group,
+    checks: Mapping[str, Mapping[str, Any]],
+    bisected: Mapping[str, str],
+    labels: Mapping[str, str],
+) -> str:
+    """``since diffusers X`` (the earliest first bad version of the rows, bisected where
+    known), or ``in every tested version`` when none of them ever passed."""
+    found = []
+    for check_id in group.rows:
+        first = bisected.get(check_id) or checks[check_id].get("first_bad")
+        if first:
+            found.append(str(first))
+    if not found:
+        firsts = [labels[cells[0]] for cells in group.rows.values() if cells]
+        return f"in every tested version from {min(firsts, key=_version_key)} on"
+    return f"since diffusers {min(found, key=_version_key)}"
+
+
+def _version_key(text: str) -> tuple[int, Any]:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (0, Version(text))
+    except InvalidVersion:
+        return (1, text)
+
+
+def _root_cause_text(cause: Cause) -> str:
+    if cause.raised:
+        text = f"`{cause.exc_type}` raised in `{cause.where}`"
+        return text + (f" with a message like `{_inline(cause.message)}`" if cause.message else "")
+    return (
+        f"`{cause.observed}` ({OUTCOME_TEXT.get(cause.observed, 'see the report')}) "
+        f"on `{cause.where}`"
+    )
+
+
+def _inline(text: str) -> str:
+    return text.replace("`", "'")
+
+
+def _rows_table(
+    group: _Group,
+    checks: Mapping[str, Mapping[str, Any]],
+    labels: Mapping[str, str],
+    bisected: Mapping[str, str],
+) -> str:
+    lines = [
+        "| row | fails in | last good → first bad | bisected |",
+        "|---|---|---|---|",
+    ]
+    for check_id, failing in group.rows.items():
+        check = checks[check_id]
+        step = (
+            f"{check.get('last_good')} → {check.get('first_bad')}"
+            if check.get("first_bad")
+            else "never passed"
+        )
+        versions = ", ".join(labels[c] for c in failing)
+        lines.append(
+            f"| `{_cell_text(check_id)}` | {_cell_text(versions)} | {step} | "
+            f"{bisected.get(check_id) or '—'} |"
+        )
+    return "\n".join(lines)
 
 
 def _first_bad_text(
@@ -227,7 +371,7 @@ def _first_bad_text(
     if first_bad:
         return (
             f"between **{last_good}** (last good in the matrix) and **{first_bad}** (first bad); "
-            f"narrow it down with `adapter-compat bisect {check_id} --good {last_good} --bad {first_bad}`"
+            f"narrow it down with `{shlex.join(['adapter-compat', 'bisect', check_id, '--good', str(last_good), '--bad', str(first_bad)])}`"
         )
     return f"fails in every tested version from {earliest} on (no passing version before it)"
 
@@ -269,17 +413,20 @@ def _repro_note(script: repro.Repro) -> str:
 
 def _update_comment(
     doc: Mapping[str, Any],
-    check_id: str,
-    failing: list[str],
+    group: _Group,
     labels: Mapping[str, str],
     first_bad_text: str,
     state: str,
 ) -> str:
+    rows = "\n".join(
+        f"- `{check_id}`: {', '.join(labels[c] for c in cells)}"
+        for check_id, cells in group.rows.items()
+    )
     return (
         f"<!-- {STATE_MARK}: {state} -->\n"
         f"Update from adapter-compat run `{doc.get('run') or '?'}` "
-        f"({doc.get('generated_at', '?')}): `{check_id}` now fails in {len(failing)} cell(s): "
-        f"{', '.join(labels[c] for c in failing)}.\n\nFirst bad version: {first_bad_text}\n"
+        f"({doc.get('generated_at', '?')}): {len(group.rows)} row(s) now fail with this root "
+        f"cause:\n\n{rows}\n\nFirst bad version (first row): {first_bad_text}\n"
     )
 
 
