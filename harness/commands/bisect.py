@@ -1,4 +1,5 @@
 """``adapter-compat bisect CHECK --good V1 --bad V2``: first bad released diffusers version.
+With ``--repo PATH`` (a diffusers clone): the first bad commit between two refs.
 
 Lists the released versions between V1 and V2 on PyPI (patch releases too), builds a cell
 for each version it needs (the committed lock when the version is in the matrix, else
@@ -14,6 +15,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UsageError
+from harness.matrix.cells import ROOT
+
 DESCRIPTION = __doc__.split("\n", 2)[2] if __doc__ else ""
 
 
@@ -25,8 +29,38 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("check", metavar="CHECK", help="check id or pytest node id")
-    parser.add_argument("--good", required=True, help="a released version where it passes")
-    parser.add_argument("--bad", required=True, help="a later released version where it regresses")
+    parser.add_argument(
+        "--good",
+        default=None,
+        help="a released version where it passes (with --repo: a ref, e.g. v0.37.1 or a sha)",
+    )
+    parser.add_argument(
+        "--bad",
+        default=None,
+        help="a later released version where it regresses (with --repo: a later ref)",
+    )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a diffusers clone: bisect its first-parent commits between --good and --bad "
+        "(default: the release tags around the row's first regression in the report) and "
+        "print the first bad commit, its PR and the loaders/models/utils files it touched",
+    )
+    parser.add_argument(
+        "--fixed",
+        action="store_true",
+        help="with --repo: find the first commit where a red row passes (--good is then the "
+        "older, red ref and --bad the newer, passing one)",
+    )
+    parser.add_argument(
+        "--companions-of",
+        default=None,
+        metavar="VERSION",
+        help="with --repo: the matrix release whose companions every step installs "
+        "(default: --bad's release when it is one, else the newest)",
+    )
     parser.add_argument(
         "--report",
         type=Path,
@@ -49,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
     report_file = report / "compat.json" if report.is_dir() else report
     nodeid = bisect.nodeid_for(args.check, report_file)
     check_id = args.check if ".py::" not in args.check else _check_id_of(args.check)
+    check_known(check_id, nodeid, report_file)  # before PyPI, locks or any install
+    if args.repo is not None:
+        return _commit_bisect(args, check_id, nodeid, report_file)
+    if args.fixed or args.companions_of:
+        raise UsageError("--fixed and --companions-of go with --repo (a commit bisect)")
+    if not (args.good and args.bad):
+        raise UsageError("--good and --bad are needed to bisect releases (or give --repo PATH)")
     result = bisect.run_bisect(
         check_id,
         nodeid,
@@ -73,6 +114,55 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _commit_bisect(args: argparse.Namespace, check_id: str, nodeid: str, report: Path) -> int:
+    """``--repo``: the first bad (or, with ``--fixed``, first fixed) commit."""
+    from harness.triage import commit_bisect
+
+    doc = _report_doc(report)
+    good, bad = args.good, args.bad
+    if (good is None) != (bad is None):
+        raise UsageError("give both --good and --bad, or neither (the report's releases)")
+    if good is None:
+        older, newer = commit_bisect.release_refs(doc, check_id, args.fixed)
+        good = commit_bisect.release_tag(args.repo, older)
+        bad = commit_bisect.release_tag(args.repo, newer)
+        print(f"the report shows {check_id} changing between {older} and {newer}: {good}..{bad}")
+    result = commit_bisect.run_commit_bisect(
+        check_id,
+        nodeid,
+        args.repo,
+        good,
+        bad,
+        fixed=args.fixed,
+        companions_of=args.companions_of,
+        timeout=args.timeout,
+        fresh=args.fresh,
+        profile=_row_profile(doc, check_id),
+    )
+    print("\n".join(result.lines()))
+    return 1 if result.error or result.first_bad is None else 0
+
+
+def _report_doc(report: Path) -> dict:
+    import json
+
+    try:
+        doc = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _row_profile(doc: dict, check_id: str) -> dict[str, str]:
+    """Device and dtype the row ran with in the report, as the cell plugin's variables."""
+    row = next((c for c in doc.get("checks") or [] if c.get("check_id") == check_id), None)
+    for result in ((row or {}).get("results") or {}).values():
+        device, dtype = result.get("device"), result.get("dtype")
+        if device and dtype:
+            return {"ADAPTER_COMPAT_DEVICE": str(device), "ADAPTER_COMPAT_DTYPE": str(dtype)}
+    return {}
+
+
 def cached_first_bad() -> dict[str, str]:
     """check id -> first bad release of every bisection this machine finished (its cache),
     for the report and issue drafts. Empty when the cache is missing or broken, or the
@@ -83,6 +173,64 @@ def cached_first_bad() -> dict[str, str]:
         return known_first_bad()
     except Exception:  # noqa: BLE001 - a missing or broken cache must not stop a report
         return {}
+
+
+def check_known(check_id: str, nodeid: str, report: Path) -> None:
+    """Raise a one-line UsageError when CHECK names no test, so a typo costs nothing.
+
+    Known: listed in the report (every check that ran there), or a test function its test
+    file defines. A parameter id is checked against the report's ids for that test when
+    the report has any (pytest computes ids, so the file alone cannot say)."""
+    known = _report_check_ids(report)
+    if check_id in known:
+        return
+    path, _, name = nodeid.partition("::")
+    test_file = ROOT / path
+    func = name.split("::")[-1].split("[")[0]
+    if not test_file.is_file():
+        raise UsageError(f"unknown check {check_id!r}: there is no test file {path}")
+    defined = _tests_defined(test_file)
+    if func not in defined:
+        listed = ", ".join(sorted(defined)[:8]) + (" ..." if len(defined) > 8 else "")
+        raise UsageError(
+            f"unknown check {check_id!r}: {path} defines no {func} (its tests: {listed or 'none'})"
+        )
+    base, bracket, _ = check_id.partition("[")
+    siblings = sorted(k for k in known if k.startswith(base + "["))
+    if bracket and siblings:
+        shown = ", ".join(s[len(base) :] for s in siblings[:6])
+        raise UsageError(
+            f"unknown check {check_id!r}: the report knows {base} only as {shown}"
+            + (" ..." if len(siblings) > 6 else "")
+        )
+
+
+def _report_check_ids(report: Path) -> set[str]:
+    import json
+
+    try:
+        doc = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    checks = doc.get("checks") if isinstance(doc, dict) else None
+    return {str(c.get("check_id")) for c in checks or [] if isinstance(c, dict)}
+
+
+def _tests_defined(path: Path) -> set[str]:
+    """Test function names a test file defines (module level or in a class)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return {n for n in names if n.startswith("test")}
 
 
 def _check_id_of(nodeid: str) -> str:
