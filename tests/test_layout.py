@@ -6,7 +6,7 @@ crosses a boundary fails here just like a top-level one. The runtimes:
 * outer code (``matrix``, ``report``, ``triage``, ``commands``) runs before any cell venv
   exists, so it must import without torch;
 * in-cell code (``protocol``, ``cell``, ``inputs``, ``oracles``, ``drivers``, ``scenarios``,
-  ``drift``, ``byo``, ``convert``) never reaches back into the outer code;
+  ``drift``, ``byo``, ``convert``, ``loaders``) never reaches back into the outer code;
 * ``oracles`` judge the library, so they never import it (no diffusers, no peft);
 * ``protocol`` is the stdlib vocabulary every side shares.
 """
@@ -35,6 +35,7 @@ IN_CELL = (
     "drift",
     "byo",
     "convert",
+    "loaders",
 )
 TORCH_FREE = ("protocol", "matrix", "report", "triage", "commands")
 

@@ -17,6 +17,9 @@ TRACKED = (
     "safetensors",
     "numpy",
 )
+#: Downstream apps whose converters a target cell tests (``harness.loaders``): recorded
+#: only where installed, so a diffusers cell's records do not grow an "absent" column.
+TRACKED_IF_PRESENT = ("invokeai",)
 
 
 def installed_versions() -> dict[str, str]:
@@ -27,6 +30,11 @@ def installed_versions() -> dict[str, str]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = "absent"
+    for name in TRACKED_IF_PRESENT:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
     return found
 
 
