@@ -151,19 +151,6 @@ def widen(base: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tens
     return out
 
 
-def _split_suffix(key: str, fmt: LoraFormat) -> tuple[str, str] | None:
-    for role, suffix in (
-        ("down", fmt.suffixes.down),
-        ("up", fmt.suffixes.up),
-        ("alpha", fmt.suffixes.alpha),
-        ("magnitude", fmt.magnitude),
-        ("bias", fmt.bias),
-    ):
-        if suffix and key.endswith(suffix):
-            return key[: -len(suffix)], role
-    return None
-
-
 def parse(
     state_dict: Mapping[str, torch.Tensor],
     fmt: LoraFormat | str,
@@ -181,7 +168,7 @@ def parse(
             component, path, _ = norms[key]
             ref.replaced[(component, path)] = (value.detach().to("cpu", torch.float64), key)
             continue
-        split = _split_suffix(key, fmt)
+        split = fmt.split_key(key)
         if split is None or split[0] not in table:
             ref.unknown_keys.append(key)
             continue

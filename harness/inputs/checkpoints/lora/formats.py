@@ -185,6 +185,21 @@ class LoraFormat:
     def widen(self, path: str) -> int:
         return dict(self.expand_in).get(path, 1)
 
+    def split_key(self, key: str) -> tuple[str, str] | None:
+        """``<stem><suffix>`` -> (stem, role) with role down / up / alpha / magnitude /
+        bias; ``None`` for a key of no role in this format. The one place that reads keys
+        by this format's suffixes (the reference and the stdlib-only detector share it)."""
+        for role, suffix in (
+            ("down", self.suffixes.down),
+            ("up", self.suffixes.up),
+            ("alpha", self.suffixes.alpha),
+            ("magnitude", self.magnitude),
+            ("bias", self.bias),
+        ):
+            if suffix and key.endswith(suffix):
+                return key[: -len(suffix)], role
+        return None
+
     def magnitude_fits(self, shape: tuple[int, ...] | list[int]) -> bool:
         """Whether a stored magnitude of ``shape`` is in this format's convention."""
         shape = tuple(shape)
