@@ -90,6 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="exit 0 whenever the grid was written, whatever the verdicts",
     )
+    parser.add_argument(
+        "--target",
+        default="diffusers",
+        help="the loader under test: diffusers (default) or a downstream app's releases "
+        "(invokeai: its Flux LoRA converters, cells from fixtures/invokeai)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest in every cell (after --)")
     parser.set_defaults(func=run)
 
@@ -114,9 +120,23 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be at least 1")
     if shutil.which("nox") is None and not _module_available("nox"):
         raise UsageError("nox is not installed: `pip install nox uv` (cells are nox sessions)")
-    chosen = cells.select_cells(args.cells)
+    suites = list(kind.suites)
+    if args.target != "diffusers":
+        from harness.matrix.targets import SUITES, target_cells
+
+        if kind.name != "lora":
+            raise UsageError(f"--target {args.target} checks LoRA files; this is {kind.name}")
+        target_cells(args.target, args.cells)  # an unknown target or version: say so now
+        suites = [f"{SUITES[args.target]}/test_byo.py"]
+    else:
+        chosen = cells.select_cells(args.cells)
     out = prepare_out(args.out or cellenv.REPORTS / f"check-{_safe_stem(path)}", path)
     os.environ[USER_FILE_ENV] = str(path.absolute())  # the runner hands os.environ to each cell
+    install_failures: list = []
+    if args.target != "diffusers":
+        from harness.matrix.targets import prepare
+
+        chosen, install_failures = prepare(args.target, args.cells, reports_dir=out)
     from harness.matrix.interrupt import MatrixInterrupted
     from harness.matrix.runner import run_matrix
 
@@ -124,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcomes = run_matrix(
             chosen,
-            [*kind.suites, *args.pytest_args],
+            [*suites, *args.pytest_args],
             jobs=args.jobs,
             timeout=args.timeout,
             rerun=args.rerun,
@@ -134,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     except MatrixInterrupted as exc:  # the cells are stopped and recorded: report them
         stopped, outcomes = exc, exc.outcomes
         print(f"adapter-compat: {exc}: {len(outcomes)} cell(s) recorded", file=sys.stderr)
+    outcomes = [*outcomes, *install_failures]
     files = [p for p in (cellenv.results_path(o.cell, out) for o in outcomes) if p.exists()]
     if not files:
         raise UsageError(f"no cell wrote results; see the logs under {out / 'logs'}")

@@ -168,8 +168,10 @@ def _probe_reason(text: str) -> str:
     return f"{found[-1][:300]} (cause: {found[0][:300]})"
 
 
-def install_failed(cell: TargetCell, reason: str, seconds: float) -> None:
-    results = cellenv.results_path(cell)
+def install_failed(
+    cell: TargetCell, reason: str, seconds: float, reports_dir: Path | None = None
+) -> None:
+    results = cellenv.results_path(cell, reports_dir)
     results.unlink(missing_ok=True)
     write_record(
         results,
@@ -186,9 +188,13 @@ def install_failed(cell: TargetCell, reason: str, seconds: float) -> None:
 
 
 def prepare(
-    target: str, selector: str | None, log: Callable[[str], None] = print
+    target: str,
+    selector: str | None,
+    log: Callable[[str], None] = print,
+    reports_dir: Path | None = None,
 ) -> tuple[list[TargetCell], list[CellOutcome]]:
-    """Install the selected cells: (ready cells, an install_failed outcome per failure)."""
+    """Install the selected cells: (ready cells, an install_failed outcome per failure,
+    recorded under ``reports_dir`` when given: ``check`` keeps its own folder)."""
     from harness.matrix.runner import CellOutcome
 
     ready: list[TargetCell] = []
@@ -200,6 +206,6 @@ def prepare(
             ready.append(cell)
         else:
             log(f"{cell.name}: install failed ({seconds:.1f} s): {reason}")
-            install_failed(cell, reason, seconds)
+            install_failed(cell, reason, seconds, reports_dir)
             failures.append(CellOutcome(cell, "install_failed", seconds, message=reason))
     return ready, failures

@@ -264,3 +264,40 @@ def test_planted_settings_blind_fingerprint_reuses_across_dtypes(
     capsys.readouterr()
     assert check(str(path), "--cells", "0.42", "--out", str(out)) == 0
     assert len(runs(stub_cells)) == 1 and "reused" in capsys.readouterr().out
+
+
+def test_target_runs_the_apps_byo_suite_in_its_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``--target invokeai``: the app's cells (installed by its recipe), its BYO suite, the
+    check's own folder; an unknown target or version is one line before anything runs."""
+    import harness.matrix.targets as targets
+
+    path = lora_file(tmp_path / "my_lora.safetensors")
+    assert check(str(path), "--target", "nosuch", "--cells", "all") == 2
+    assert "unknown --target 'nosuch'" in one_error_line(capsys)
+    assert check(str(path), "--target", "invokeai", "--cells", "0.1.0") == 2
+    assert "unknown invokeai version" in one_error_line(capsys)
+
+    seen: dict[str, object] = {}
+
+    def prepare(target, selector, log=print, reports_dir=None):  # noqa: ANN001
+        seen.update(target=target, selector=selector, reports_dir=reports_dir)
+        return [], []
+
+    def run_matrix(chosen, pytest_args, **kwargs):  # noqa: ANN001, ANN003
+        seen.update(suites=list(pytest_args), out=kwargs.get("reports_dir"))
+        return []
+
+    monkeypatch.setattr(targets, "prepare", prepare)
+    monkeypatch.setattr(runner, "run_matrix", run_matrix)
+    out = tmp_path / "out"
+    assert check(str(path), "--target", "invokeai", "--cells", "5.4", "--out", str(out)) == 2
+    assert "no cell wrote results" in one_error_line(capsys)  # the stub ran nothing
+    assert seen == {
+        "target": "invokeai",
+        "selector": "5.4",
+        "reports_dir": out,
+        "suites": ["suites/invokeai/test_byo.py"],
+        "out": out,
+    }
