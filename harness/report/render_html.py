@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import math
 import re
 import shlex
 from pathlib import Path
@@ -368,6 +369,7 @@ def details_data(model: ReportModel) -> dict[str, Any]:
             "failed": c.failed,
             "message": c.message,
             "exit_code": c.exit_code,
+            "versions": c.versions,
         }
         for c in model.cells
     ]
@@ -406,7 +408,9 @@ def _result_view(model: ReportModel, row: CheckRow, cell: Cell, result: Any) -> 
         "device": result.device,
         "dtype": result.dtype,
         "nodeid": result.nodeid,
-        "versions": result.versions,
+        # the cell's versions travel once per column; a result carries its own only when
+        # they differ (a check that ran in another environment)
+        "versions": result.versions if result.versions != cell.versions else None,
         "details": details,
         "repro": None
         if repro is None
@@ -418,9 +422,23 @@ def _result_view(model: ReportModel, row: CheckRow, cell: Cell, result: Any) -> 
     }
 
 
+def finite_json(value: Any) -> Any:
+    """NaN / ±inf as strings: Python writes them as bare ``NaN``, which JSON.parse refuses
+    (one such number in any record would blank every details panel of the page)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def details_blob(model: ReportModel) -> str:
-    """:func:`details_data` as JSON, gzip-compressed, base64: safe inside ``<script>``."""
-    raw = json.dumps(details_data(model), separators=(",", ":"), default=str).encode()
+    """:func:`details_data` as strict JSON, gzip-compressed, base64: safe inside ``<script>``."""
+    raw = json.dumps(
+        finite_json(details_data(model)), separators=(",", ":"), default=str, allow_nan=False
+    ).encode()
     return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
 
 

@@ -92,6 +92,7 @@ from typing import Any
 
 from harness import __version__
 from harness.report.grid import ReportModel
+from harness.report.render_html import finite_json
 
 SCHEMA = 2
 
@@ -163,7 +164,9 @@ def _result(model: ReportModel, check_id: str, cell: str, result: Any) -> dict[s
 
 
 def render_json(model: ReportModel) -> str:
-    return json.dumps(to_dict(model), indent=2, sort_keys=False, default=str) + "\n"
+    # strict JSON: NaN / inf details become strings (jq, JSON.parse refuse bare NaN)
+    data = finite_json(to_dict(model))
+    return json.dumps(data, indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
 
 
 def write_json(model: ReportModel, path: Path) -> None:

@@ -8,6 +8,8 @@ property checked is first shown to catch a planted bad document.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 import shlex
@@ -203,3 +205,40 @@ def test_changed_and_steady_rows_keep_working_anchors(tmp_path: Path) -> None:
     links = set(re.findall(r'href="#(c-[0-9a-f]+)"', html))
     assert links and links <= ids
     assert CHANGING in html and STEADY_BAD in html
+
+
+def test_a_nan_detail_keeps_every_panel_and_compat_json_readable(tmp_path: Path) -> None:
+    """One NaN in one record's details (a max diff of a NaN output) once blanked every
+    details panel: the page's JSON.parse refuses bare NaN. Both outputs are strict JSON."""
+    from harness.protocol.records import CellRecord, write_record
+    from harness.report.write import write_report
+    from tests.report.report_runs import record
+
+    results = tmp_path / "results"
+    results.mkdir()
+    path = results / "cell-0.42.1.jsonl"
+    write_record(
+        path, CellRecord(cell="cell-0.42.1", status="ok", versions={"diffusers": "0.42.1"})
+    )
+    write_record(
+        path,
+        record(
+            "0.42.1",
+            "ip_adapter/forward::projection_forward[sd15-base]",
+            "regression",
+            details={"max_abs_diff": float("nan"), "per_part": {"proj_out": float("inf")}},
+        ),
+    )
+    out = write_report([results], tmp_path / "out", update_latest=False, baseline=None)
+    strict = json.loads  # Python accepts NaN; re-check with a parser that does not:
+
+    def no_constants(text: str) -> object:
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+    gz = re.search(r'id="details"[^>]*>([^<]*)<', (out / "compat.html").read_text()).group(1)
+    no_constants(gzip.decompress(base64.b64decode(gz)).decode())
+    no_constants((out / "compat.json").read_text())
+    assert strict((out / "compat.json").read_text())
+    details = read_details((out / "compat.html").read_text())
+    (result,) = details["rows"][0]["results"].values()
+    assert result["details"]["max_abs_diff"] == "nan"
