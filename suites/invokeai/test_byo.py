@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness.byo import user_file
-from harness.byo.lora import detect, placement, unsupported_arch
+from harness.byo.user_lora import read_user_lora
 from harness.inputs.checkpoints.lora.formats import FORMATS
 from harness.inputs.checkpoints.lora.manifests import load_layout
 from harness.loaders.judge import judge
@@ -30,26 +29,9 @@ ARCH = "flux"
 @pytest.fixture
 def user_flux_lora(compat: Any) -> tuple[Any, dict, Any]:
     """(path, state dict, detection); NOT_RUN unless a placeable Flux LoRA was given."""
-    path = user_file(compat)
-    from safetensors.torch import load_file
-
-    try:
-        state_dict = load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's, not our error
-        compat.not_run(f"{path.name}: unreadable safetensors data ({type(exc).__name__}: {exc})")
-    found = detect(list(state_dict), {k: list(v.shape) for k, v in state_dict.items()})
-    if found is None:
-        compat.not_run(f"{path.name} is not a LoRA layout this harness reads")
-    compat.param(file=path.name, format=found.format, arch=found.arch or "?")
-    problem = unsupported_arch(found)
-    if problem:
-        compat.not_run(f"{path.name}: {problem}")
+    path, state_dict, found = read_user_lora(compat)
     if found.arch != ARCH:
         compat.not_run(f"{path.name} is a {found.arch} LoRA; downstream loaders here load Flux")
-    placed = placement(found, list(state_dict))
-    compat.detail(modules_placed=placed.modules, keys_unplaced=len(placed.unplaced))
-    if not placed.understood:
-        compat.not_run(f"{path.name}: {placed.verdict(found.arch)}")
     return path, state_dict, found
 
 

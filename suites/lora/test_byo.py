@@ -13,8 +13,7 @@ import types
 
 import pytest
 
-from harness.byo import user_file
-from harness.byo.lora import detect, placement, unsupported_arch
+from harness.byo.user_lora import read_user_lora
 from harness.drivers.lora import judge_view
 from harness.drivers.lora_detector import read_converted, unpack
 from harness.drivers.probe import accepts
@@ -29,28 +28,8 @@ from harness.protocol.outcomes import Outcome
 @pytest.fixture
 def user_lora(compat):
     """(path, state dict, detection) of the user's file; NOT_RUN when none was given, or
-    when the file is one the checks cannot judge: unreadable, another model, or "not
-    understood" (no module placed, or most keys unplaced: never a pass on nothing)."""
-    path = user_file(compat)
-    from safetensors.torch import load_file
-
-    try:
-        state_dict = load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's, not our error
-        compat.not_run(f"{path.name}: unreadable safetensors data ({type(exc).__name__}: {exc})")
-    found = detect(list(state_dict), {k: list(v.shape) for k, v in state_dict.items()})
-    if found is None:
-        compat.not_run(f"{path.name} is not a LoRA layout this harness reads")
-    compat.param(file=path.name, format=found.format, arch=found.arch or "?")
-    compat.detail(architecture=found.evidence.summary())
-    problem = unsupported_arch(found)
-    if problem:
-        compat.not_run(f"{path.name}: {problem}")
-    placed = placement(found, list(state_dict))
-    compat.detail(modules_placed=placed.modules, keys_unplaced=len(placed.unplaced))
-    if not placed.understood:
-        compat.not_run(f"{path.name}: {placed.verdict(found.arch)}")
-    return path, state_dict, found
+    when the file is one the checks cannot judge (``harness.byo.user_lora``)."""
+    return read_user_lora(compat)
 
 
 def _pipe_cls(compat, arch: str):
