@@ -1,5 +1,6 @@
 """``adapter-compat bisect CHECK --good V1 --bad V2``: first bad released diffusers version.
 With ``--repo PATH`` (a diffusers clone): the first bad commit between two refs.
+With ``--package NAME``: the first bad release of a companion over a cell's other pins.
 
 Lists the released versions between V1 and V2 on PyPI (patch releases too), builds a cell
 for each version it needs (the committed lock when the version is in the matrix, else
@@ -62,6 +63,20 @@ def register(subparsers: Any) -> None:
         "(default: --bad's release when it is one, else the newest)",
     )
     parser.add_argument(
+        "--package",
+        default=None,
+        metavar="NAME",
+        help="bisect a companion package's releases between --good and --bad (default: its "
+        "pins in the cell before --cell and in --cell) with everything else at --cell's pins",
+    )
+    parser.add_argument(
+        "--cell",
+        default=None,
+        metavar="VERSION",
+        help="with --package: the cell whose pins are held (default: the release of the row's "
+        "first regression in the report)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         default=None,
@@ -84,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     nodeid = bisect.nodeid_for(args.check, report_file)
     check_id = args.check if ".py::" not in args.check else _check_id_of(args.check)
     check_known(check_id, nodeid, report_file)  # before PyPI, locks or any install
+    if args.package is not None:
+        return _package_bisect(args, check_id, nodeid, report_file)
+    if args.cell is not None:
+        raise UsageError("--cell goes with --package (a package bisect)")
     if args.repo is not None:
         return _commit_bisect(args, check_id, nodeid, report_file)
     if args.fixed or args.companions_of:
@@ -137,6 +156,29 @@ def _commit_bisect(args: argparse.Namespace, check_id: str, nodeid: str, report:
         companions_of=args.companions_of,
         timeout=args.timeout,
         fresh=args.fresh,
+        profile=_row_profile(doc, check_id),
+    )
+    print("\n".join(result.lines()))
+    return 1 if result.error or result.first_bad is None else 0
+
+
+def _package_bisect(args: argparse.Namespace, check_id: str, nodeid: str, report: Path) -> int:
+    """``--package NAME``: the first bad release of one companion over a cell's pins."""
+    from harness.triage import package_bisect
+
+    if args.repo is not None or args.fixed or args.companions_of:
+        raise UsageError("--package does not go with --repo, --fixed or --companions-of")
+    doc = _report_doc(report)
+    result = package_bisect.run_package_bisect(
+        check_id,
+        nodeid,
+        args.package,
+        args.good,
+        args.bad,
+        cell=args.cell,
+        report=doc,
+        offline=args.offline,
+        timeout=args.timeout,
         profile=_row_profile(doc, check_id),
     )
     print("\n".join(result.lines()))
