@@ -1,7 +1,9 @@
 """``adapter-compat file [REPORT] [--post]``: issue drafts for new regressions, and filing.
 
-Dry-run by default: writes ``<report>/issues/<fingerprint>.md`` (one per new regression,
-grouped by fingerprint) and ``index.json``, and prints what it would do. ``--post`` with
+Dry-run by default: writes ``<report>/issues/<fingerprint>.md`` (one per root cause: the
+non-passing rows that share an exception type + normalised message + library function, or
+an outcome on one operation, listed with their versions; never a breakage the newest cell
+passes) and ``index.json``, and prints what it would do. ``--post`` with
 ``GITHUB_TOKEN`` creates the issues, or comments on the open issue carrying the same
 fingerprint when its failing cells / first bad version changed.
 """
@@ -94,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     drafts = filing.build_drafts(doc, everything=args.everything, bisected=cached_first_bad())
     folder = args.out or source.parent / "issues"
     filing.write_drafts(drafts, folder)
-    scope = "regression(s)" if args.everything else "new regression(s)"
-    print(f"{len(drafts)} issue draft(s) for {scope} written to {folder}/")
+    scope = "every open breakage" if args.everything else "breakages new since the baseline"
+    print(f"{len(drafts)} issue draft(s), one per root cause, for {scope}, written to {folder}/")
     for draft in drafts:
         print(f"  {draft.fingerprint}  {draft.title}")
     if client is None:
