@@ -1,6 +1,8 @@
 """``adapter-compat bisect CHECK --good V1 --bad V2``: first bad released diffusers version.
 With ``--repo PATH`` (a diffusers clone): the first bad commit between two refs.
 With ``--package NAME``: the first bad release of a companion over a cell's other pins.
+With ``--blame``: which package whose pin changed at the row's first bad cell, put back
+alone, turns the row green.
 
 Lists the released versions between V1 and V2 on PyPI (patch releases too), builds a cell
 for each version it needs (the committed lock when the version is in the matrix, else
@@ -70,11 +72,18 @@ def register(subparsers: Any) -> None:
         "pins in the cell before --cell and in --cell) with everything else at --cell's pins",
     )
     parser.add_argument(
+        "--blame",
+        action="store_true",
+        help="for each package whose pin differs between the cell before --cell and --cell "
+        "(diffusers included), put it back alone over --cell's pins and run the row: name the "
+        "package(s) that alone turn it green, or say none alone does (an interaction)",
+    )
+    parser.add_argument(
         "--cell",
         default=None,
         metavar="VERSION",
-        help="with --package: the cell whose pins are held (default: the release of the row's "
-        "first regression in the report)",
+        help="with --package or --blame: the cell whose pins are held (default: the release of "
+        "the row's first regression in the report)",
     )
     parser.add_argument(
         "--report",
@@ -99,10 +108,12 @@ def run(args: argparse.Namespace) -> int:
     nodeid = bisect.nodeid_for(args.check, report_file)
     check_id = args.check if ".py::" not in args.check else _check_id_of(args.check)
     check_known(check_id, nodeid, report_file)  # before PyPI, locks or any install
+    if args.blame:
+        return _blame(args, check_id, nodeid, report_file)
     if args.package is not None:
         return _package_bisect(args, check_id, nodeid, report_file)
     if args.cell is not None:
-        raise UsageError("--cell goes with --package (a package bisect)")
+        raise UsageError("--cell goes with --package or --blame")
     if args.repo is not None:
         return _commit_bisect(args, check_id, nodeid, report_file)
     if args.fixed or args.companions_of:
@@ -183,6 +194,37 @@ def _package_bisect(args: argparse.Namespace, check_id: str, nodeid: str, report
     )
     print("\n".join(result.lines()))
     return 1 if result.error or result.first_bad is None else 0
+
+
+def _blame(args: argparse.Namespace, check_id: str, nodeid: str, report: Path) -> int:
+    """``--blame``: which changed pin at the row's first bad cell flips it, alone."""
+    from harness.triage import package_bisect
+
+    extra = [
+        flag
+        for flag, given in [
+            ("--package", args.package is not None),
+            ("--repo", args.repo is not None),
+            ("--good", args.good is not None),
+            ("--bad", args.bad is not None),
+            ("--fixed", args.fixed),
+            ("--companions-of", args.companions_of is not None),
+        ]
+        if given
+    ]
+    if extra:
+        raise UsageError(f"--blame takes only CHECK and --cell, not {', '.join(extra)}")
+    doc = _report_doc(report)
+    result = package_bisect.run_blame(
+        check_id,
+        nodeid,
+        cell=args.cell,
+        report=doc,
+        timeout=args.timeout,
+        profile=_row_profile(doc, check_id),
+    )
+    print("\n".join(result.lines()))
+    return 1 if result.error else 0
 
 
 def _report_doc(report: Path) -> dict:

@@ -11,6 +11,10 @@ row's device and dtype. Candidates are the package's final releases strictly bet
 ``--good`` and ``--bad`` from the package index JSON (cached, ``--offline`` reads the
 cache only). ``pass`` is good, ``regression``/``broken`` bad; a release that does not
 install, or where the check does not apply, is skipped and listed.
+
+``--blame [--cell V]`` asks the question before that one: of the packages whose pins differ
+between the cell before V and V (diffusers included), which one alone, put back to its older
+pin over V's pins (the same ``--no-deps`` step), turns the row green.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,10 +238,14 @@ class PackageBench:
                 raise UsageError(f"cannot install the pins of cell {self.cell_version}: {reason}")
             cellenv.write_stamp(self.venv, cell)
             self._write_swapped({})
-        pins = lock_pins(cell.lock_file)
+        self.restore_pins(keep=self.package)
+
+    def restore_pins(self, keep: str = "") -> None:
+        """Put every package a step moved back to the cell's pin (``keep`` stays as it is)."""
+        pins = lock_pins(self.cell.lock_file)
         for name, version in self._swapped().items():
-            if name != self.package and version != pins.get(name):
-                self.log(f"bisect: putting {name} back to {pins[name]} (a former search moved it)")
+            if name != keep and name in pins and version != pins[name]:
+                self.log(f"bisect: putting {name} back to {pins[name]} (a former step moved it)")
                 self.install(name, pins[name])
 
     def install(self, name: str, version: str) -> tuple[bool, str]:
@@ -339,4 +347,137 @@ def run_package_bisect(
     if not found.error:
         result.first_bad, result.last_good = found.first_bad, found.last_good
         result.skipped_between = found.skipped_between
+    return result
+
+
+# -- blame: which changed pin flips the row ---------------------------------------------------
+@dataclass(frozen=True)
+class PinChange:
+    """A package whose pin differs between two adjacent cells (None: not in that lock)."""
+
+    package: str
+    good: str | None
+    bad: str | None
+
+
+@dataclass
+class Blame:
+    """The row over the bad cell's pins with one changed package at a time put back."""
+
+    check_id: str
+    cell: str
+    previous: str
+    changes: list[PinChange]
+    baseline: Step | None = None
+    steps: dict[str, Step] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def blamed(self) -> list[str]:
+        """Packages that alone, put back to the older cell's pin, turn the row green."""
+        return [name for name, step in self.steps.items() if step.kind == GOOD]
+
+    def lines(self) -> list[str]:
+        """The table and closing verdict the command prints."""
+        out = [""]
+        if self.baseline is not None:
+            out.append(
+                f"over the pins of cell {self.cell} the row is {self.baseline.describe()} "
+                f"[run {self.baseline.run_s:.1f} s]"
+            )
+        if self.steps or not self.error:
+            out.append(f"  {'package':<22} {self.previous + ' → ' + self.cell:<28} row put back")
+        for change in self.changes:
+            step = self.steps.get(change.package)
+            span = f"{change.good or '(absent)'} → {change.bad or '(absent)'}"
+            if step is None:
+                result = "not tried" if change.good and change.bad else "cannot be put back alone"
+            else:
+                mark = {GOOD: "✓", BAD: "✗", SKIP: "?"}[step.kind]
+                result = f"{mark} {step.describe()} [{step.install_s + step.run_s:.0f} s]"
+            out.append(f"  {change.package:<22} {span:<28} {result}")
+        if self.error:
+            out.append(f"adapter-compat: bisect stopped: {self.error}")
+            return out
+        untested = [
+            c.package
+            for c in self.changes
+            if (step := self.steps.get(c.package)) is None or step.kind == SKIP
+        ]
+        if self.blamed:
+            out.append(f"blame: {', '.join(self.blamed)} (alone, put back, turns the row green)")
+        else:
+            out.append(
+                "blame: none alone: no single changed package put back turns the row green "
+                "(an interaction of several)"
+            )
+        if untested:
+            out.append(f"  untested (could not be put back or judged): {', '.join(untested)}")
+        return out
+
+
+def changed_pins(cell: str) -> tuple[str, list[PinChange]]:
+    """(the cell before ``cell``, the packages whose pins differ), diffusers and the matrix
+    companions first (the likely culprits are tried first), then the rest by name."""
+    versions = cells.known_versions()
+    index = versions.index(cell)
+    if index == 0:
+        raise UsageError(f"cell {cell} is the oldest: there is no previous cell to blame against")
+    previous = versions[index - 1]
+    older = lock_pins(cells.LOCK_DIR / f"{previous}.txt")
+    newer = lock_pins(cells.LOCK_DIR / f"{cell}.txt")
+    first = ["diffusers", *map(canonicalize_name, cells.matrix_data().get("companions") or [])]
+    names = [n for n in sorted(set(older) | set(newer)) if older.get(n) != newer.get(n)]
+    names.sort(key=lambda n: (first.index(n) if n in first else len(first), n))
+    return previous, [PinChange(n, older.get(n), newer.get(n)) for n in names]
+
+
+def run_blame(
+    check_id: str,
+    nodeid: str,
+    cell: str | None = None,
+    report: dict[str, Any] | None = None,
+    timeout: float = 1800.0,
+    profile: dict[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> Blame:
+    """Over the bad cell's pins, put each changed package back alone and run the row.
+
+    The row must be red over the bad cell's pins first (else nothing is there to blame);
+    every step swaps one package with ``--no-deps`` and swaps it back before the next."""
+    release = bad_cell(report or {}, check_id, cell)
+    previous, changes = changed_pins(release)
+    env = dict(os.environ)
+    for key, value in (profile or {}).items():
+        env.setdefault(key, value)
+    bench = PackageBench(check_id, nodeid, "", release, timeout, env, log)
+    result = Blame(check_id, release, previous, changes)
+    log(
+        f"blaming {check_id} at {previous} → {release}: {len(changes)} changed pin(s) "
+        f"({', '.join(c.package for c in changes)}), one row run each plus one over the pins"
+    )
+    bench.ensure_venv()  # package "" : whatever a former search moved is put back
+    pins = lock_pins(bench.cell.lock_file)
+    begin = time.perf_counter()
+    verdict, observed, message = replace(bench, package="diffusers").run_row(pins["diffusers"])
+    run_s = time.perf_counter() - begin
+    result.baseline = Step(pins["diffusers"], verdict, observed, message, run_s=run_s)
+    if result.baseline.kind != BAD:
+        result.error = (
+            f"the row is {result.baseline.describe()} over the pins of cell {release}, "
+            "not red: nothing to blame"
+        )
+        return result
+    try:
+        for change in changes:
+            if change.good is None or change.bad is None:
+                continue  # added or dropped with the release: no older pin to put back alone
+            log(f"blame: {change.package} {change.bad} → {change.good} ...")
+            step = replace(bench, package=change.package).probe(change.good)
+            result.steps[change.package] = step
+            log(f"blame: {change.package}=={change.good}: {step.describe()}")
+            if step.verdict not in UNTESTED:
+                bench.install(change.package, change.bad)  # back to the bad cell's pin
+    finally:
+        bench.restore_pins()  # an interrupted step leaves nothing moved either
     return result

@@ -170,3 +170,104 @@ def test_lock_pins_parse_names_canonically(tmp_path: Path) -> None:
     lock = tmp_path / "lock.txt"
     lock.write_text("# header\nHuggingFace_Hub==1.13.0\n    # via peft\npeft==0.19.1\n")
     assert package_bisect.lock_pins(lock) == {"huggingface-hub": "1.13.0", "peft": "0.19.1"}
+
+
+# -- --blame ---------------------------------------------------------------------------------
+PREVIOUS = cells.known_versions()[cells.known_versions().index(CELL) - 1]
+OLD_PINS = package_bisect.lock_pins(cells.LOCK_DIR / f"{PREVIOUS}.txt")
+NEW_PINS = package_bisect.lock_pins(cells.LOCK_DIR / f"{CELL}.txt")
+
+
+@pytest.fixture
+def blame_bench(monkeypatch):
+    """A venv at the bad cell's pins whose installs are faked; returns (installed, runs).
+    A run records which packages were off the bad cell's pins while the row ran."""
+    installed = dict(NEW_PINS)
+    runs: list[dict[str, str]] = []
+    monkeypatch.setattr(package_bisect.PackageBench, "ensure_venv", lambda self: None)
+    monkeypatch.setattr(package_bisect.PackageBench, "restore_pins", lambda self, keep="": None)
+
+    def install(self, name: str, version: str) -> tuple[bool, str]:
+        installed[name] = version
+        return True, ""
+
+    monkeypatch.setattr(package_bisect.PackageBench, "install", install)
+    return installed, runs
+
+
+def plant_needs(monkeypatch, installed, runs, needs: set[str]) -> None:
+    """The row is green only when every package in ``needs`` is at the older cell's pin."""
+
+    def run_row(self, version: str) -> tuple[str, str, str]:
+        moved = {n: v for n, v in installed.items() if v != NEW_PINS[n]}
+        runs.append(moved)
+        if all(installed[n] == OLD_PINS[n] for n in needs):
+            return "pass", "OK", ""
+        return "regression", "CRASH", "planted"
+
+    monkeypatch.setattr(package_bisect.PackageBench, "run_row", run_row)
+
+
+def blame() -> package_bisect.Blame:
+    return package_bisect.run_blame(CHECK_ID, "n", cell=CELL, log=lambda line: None)
+
+
+def test_changed_pins_are_the_lock_difference_diffusers_first() -> None:
+    previous, changes = package_bisect.changed_pins(CELL)
+    assert previous == PREVIOUS
+    want = {n for n in set(OLD_PINS) | set(NEW_PINS) if OLD_PINS.get(n) != NEW_PINS.get(n)}
+    assert {c.package for c in changes} == want and "diffusers" in want
+    assert changes[0] == package_bisect.PinChange("diffusers", PREVIOUS, CELL)
+    assert all(OLD_PINS.get(c.package) == c.good and NEW_PINS.get(c.package) == c.bad
+               for c in changes)  # fmt: skip
+
+
+@pytest.mark.parametrize("planted", ["transformers", "peft", "diffusers"])
+def test_the_planted_package_is_blamed(blame_bench, monkeypatch, planted) -> None:
+    installed, runs = blame_bench
+    plant_needs(monkeypatch, installed, runs, {planted})
+    result = blame()
+    assert result.error is None and result.baseline.verdict == "regression"
+    assert result.blamed == [planted]
+    _, changes = package_bisect.changed_pins(CELL)
+    assert runs[0] == {}  # the first run is over the bad cell's pins as they are
+    assert len(runs) == 1 + len(changes)
+    # every other run has exactly one package moved, to the older cell's pin
+    assert [set(r.items()) for r in runs[1:]] == [{(c.package, c.good)} for c in changes]
+    assert installed == NEW_PINS  # the venv is left as the cell pins it
+    summary = "\n".join(result.lines())
+    assert f"blame: {planted} (alone" in summary
+    assert "none alone" not in summary
+
+
+def test_an_interaction_of_two_packages_blames_none_alone(blame_bench, monkeypatch) -> None:
+    installed, runs = blame_bench
+    plant_needs(monkeypatch, installed, runs, {"transformers", "peft"})
+    result = blame()
+    assert result.error is None and result.blamed == []
+    assert all(step.verdict == "regression" for step in result.steps.values())
+    assert installed == NEW_PINS
+    assert "blame: none alone" in "\n".join(result.lines())
+
+
+def test_a_row_green_over_the_bad_pins_has_nothing_to_blame(blame_bench, monkeypatch) -> None:
+    installed, runs = blame_bench
+    plant_needs(monkeypatch, installed, runs, set())  # green everywhere
+    result = blame()
+    assert result.blamed == [] and result.steps == {} and len(runs) == 1
+    assert "not red: nothing to blame" in result.error
+
+
+def test_blame_bad_input_is_one_line_each(tmp_path, capsys) -> None:
+    base = ["bisect", CHECK_ID, "--report", str(tmp_path / "none.json"), "--blame"]
+    cases = {
+        ("--package", "peft"): "--blame takes only CHECK and --cell, not --package",
+        ("--repo", str(tmp_path)): "--blame takes only CHECK and --cell, not --repo",
+        ("--good", "0.37.1", "--bad", "0.38.0"): "not --good, --bad",
+        ("--cell", cells.known_versions()[0]): "is the oldest: there is no previous cell",
+        ("--cell", "0.99.0"): "--cell 0.99.0: not a matrix release",
+        (): "the report shows no first regression",
+    }
+    for extra, message in cases.items():
+        assert main([*base, *extra]) == 2, extra
+        assert message in error_line(capsys), extra
