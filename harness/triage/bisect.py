@@ -240,6 +240,26 @@ def run_version(
     return read_probe(results, version, check_id)
 
 
+def run_node(
+    venv: Path, cell: str, nodeid: str, results: Path, timeout: float, env: dict[str, str]
+) -> Path:
+    """Run one pytest node with ``venv``'s cell runner into ``results`` (what every bisect
+    step of a commit or a package does); returns the step's log file."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.unlink(missing_ok=True)
+    log_file = results.with_suffix(".log")
+    env = {**env, "VIRTUAL_ENV": str(venv)}
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
+    with open(log_file, "w", encoding="utf-8") as handle:
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "harness.cell.run",
+             "--cell", cell, "--results", str(results), "--timeout", str(timeout),
+             "--", nodeid],
+            cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return log_file
+
+
 def read_probe(results: Path, version: str, check_id: str) -> Probe:
     from harness.protocol.records import read_records
 

@@ -48,7 +48,7 @@ from harness.matrix.source import (
 )
 from harness.protocol.cache import cache_dir
 from harness.protocol.records import SOURCE_FILE
-from harness.triage.bisect import BAD, GOOD, SKIP, bisect, read_probe
+from harness.triage.bisect import BAD, GOOD, SKIP, bisect, read_probe, run_node
 
 #: Where a first bad commit's touched files are listed from (the adapter-loading code).
 WATCHED_DIRS = ("src/diffusers/loaders/", "src/diffusers/models/", "src/diffusers/utils/")
@@ -333,19 +333,8 @@ class Bench:
         install_s = time.perf_counter() - begin
         cell = f"{CELL_PREFIX}{commit.short}"
         results = self.results_dir / f"{cell}.jsonl"
-        log_file = self.results_dir / f"{cell}.log"
-        results.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(self.env)
-        env["VIRTUAL_ENV"] = str(self.venv)
-        env["PATH"] = os.pathsep.join([str(self.venv / "bin"), env.get("PATH", "")])
         begin = time.perf_counter()
-        with open(log_file, "w", encoding="utf-8") as handle:
-            subprocess.run(
-                [str(self.venv / "bin" / "python"), "-m", "harness.cell.run",
-                 "--cell", cell, "--results", str(results), "--timeout", str(self.timeout),
-                 "--", self.nodeid],
-                cwd=cellenv.ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        log_file = run_node(self.venv, cell, self.nodeid, results, self.timeout, self.env)
         run_s = time.perf_counter() - begin
         got = read_probe(results, commit.sha, self.check_id)
         verdict, message = got.verdict, got.message

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,16 @@ from harness.errors import UsageError
 from harness.matrix import cellenv, cells
 from harness.matrix.source import create_venv, uv_pip_install
 from harness.protocol.cache import cache_dir
-from harness.triage.bisect import BAD, GOOD, SKIP, bisect, pypi_json, read_probe, released_versions
+from harness.triage.bisect import (
+    BAD,
+    GOOD,
+    SKIP,
+    bisect,
+    pypi_json,
+    read_probe,
+    released_versions,
+    run_node,
+)
 from harness.triage.commit_bisect import kind_of
 
 #: Which packages a step swapped in this venv (restored to the lock's pin before the next
@@ -278,18 +286,7 @@ class PackageBench:
         """(verdict, observed, message) of the row's single node in the venv as it is now."""
         cell = f"{self.cell.name}+{self.package}-{version}"
         results = self.results_dir / f"{cell}.jsonl"
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.unlink(missing_ok=True)
-        env = dict(self.env)
-        env["VIRTUAL_ENV"] = str(self.venv)
-        env["PATH"] = os.pathsep.join([str(self.venv / "bin"), env.get("PATH", "")])
-        with open(results.with_suffix(".log"), "w", encoding="utf-8") as handle:
-            subprocess.run(
-                [str(self.venv / "bin" / "python"), "-m", "harness.cell.run",
-                 "--cell", cell, "--results", str(results), "--timeout", str(self.timeout),
-                 "--", self.nodeid],
-                cwd=cellenv.ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        run_node(self.venv, cell, self.nodeid, results, self.timeout, self.env)
         got = read_probe(results, version, self.check_id)
         return got.verdict, got.observed, got.message
 
