@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.protocol.records import read_records
+from tests.inner_suite import run_checks
 from tests.loaders import fake_flux_loader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,23 +22,7 @@ ROWS = "peft-complete or peft-partial-double-no-to_k or peft-partial-single-no-p
 
 def run_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
     monkeypatch.setenv("ADAPTER_COMPAT_LOADER", "tests.loaders.fake_flux_loader:SPEC")
-    results = tmp_path / "fake.jsonl"
-    code = pytest.main(
-        [
-            str(ROOT / "suites" / "invokeai"),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            ROWS,
-            "--compat-results",
-            str(results),
-            "--compat-cell",
-            "selftest",
-        ]  # fmt: skip
-    )
-    assert code in (0, 1), f"inner pytest failed to run ({code})"
-    records = [r for r in read_records([results]) if r.get("kind") == "check"]
+    records = run_checks(ROOT / "suites" / "invokeai", ROWS, tmp_path / "fake.jsonl")
     return {r["check_id"].split("[", 1)[1].rstrip("]"): r for r in records}
 
 

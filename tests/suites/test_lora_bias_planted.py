@@ -17,32 +17,14 @@ import pytest
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from harness.protocol.records import read_records  # noqa: E402
+from tests.inner_suite import run_checks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW = "test_load and flux-control-with-biases"
 
 
 def run_row(tmp_path: Path) -> list[dict]:
-    results = tmp_path / "bias.jsonl"
-    code = pytest.main(
-        [
-            str(ROOT / "suites" / "lora" / "test_formats.py"),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            ROW,
-            "--compat-results",
-            str(results),
-            "--compat-cell",
-            "selftest",
-        ]  # fmt: skip
-    )
-    assert code in (0, 1), f"inner pytest failed to run ({code})"
-    records = [r for r in read_records([results]) if r.get("kind") == "check"]
-    assert records, "the row wrote no record"
-    return records
+    return run_checks(ROOT / "suites" / "lora" / "test_formats.py", ROW, tmp_path / "bias.jsonl")
 
 
 def _wrap_state_dict(monkeypatch: pytest.MonkeyPatch, change) -> None:

@@ -38,7 +38,7 @@ import pytest
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from harness.protocol.records import read_records  # noqa: E402
+from tests.inner_suite import run_checks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LORA = ROOT / "suites" / "lora"
@@ -76,25 +76,7 @@ def run_check(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> list
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "default")
     _pin_hypothesis_profile()
     module, expr = CHECKS[key]
-    results = tmp_path / f"{key}.jsonl"
-    code = pytest.main(
-        [
-            str(LORA / module),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            expr,
-            "--compat-results",
-            str(results),
-            "--compat-cell",
-            "selftest",
-        ]  # fmt: skip
-    )
-    assert code in (0, 1), f"inner pytest failed to run ({code})"
-    records = [r for r in read_records([results]) if r.get("kind") == "check"]
-    assert records, "the check wrote no record"
-    return records
+    return run_checks(LORA / module, expr, tmp_path / f"{key}.jsonl")
 
 
 def _pin_hypothesis_profile() -> None:
