@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from harness.byo import arch as arch_rules
 from harness.byo import data_problem, read_header, truncation
 from harness.byo.lora import detect, placement, understand_file
 from harness.byo.unsupported import recognise
+from tests.byo.files import write_file
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "fixtures" / "lora"
@@ -23,24 +23,6 @@ MANIFESTS = ROOT / "fixtures" / "lora"
 def manifest(arch: str, fmt: str) -> dict[str, list[int]]:
     keys = json.loads((MANIFESTS / f"manifest-{arch}-{fmt}.json").read_text())["keys"]
     return {k: v[0] for k, v in keys.items()}
-
-
-def write_file(path: Path, shapes: dict[str, list[int]], cut: int = 0) -> Path:
-    """A safetensors file with consistent offsets and zero data (sparse on disk); ``cut``
-    bytes short of what the header describes."""
-    header, offset = {}, 0
-    for key, shape in shapes.items():
-        size = 2
-        for dim in shape:
-            size *= dim
-        header[key] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    blob = json.dumps(header).encode()
-    blob += b" " * (-len(blob) % 8)
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(blob)) + blob)
-        handle.truncate(8 + len(blob) + offset - cut)
-    return path
 
 
 def sdxl_without_cross_attention() -> dict[str, list[int]]:

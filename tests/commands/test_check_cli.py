@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import harness.cli as cli
 from harness.byo import USER_FILE_ENV
 from harness.matrix import cellenv, runner
+from tests.byo.files import write_file
 
 #: The cell child: writes results where the driver said, counts its runs.
 STUB = """
@@ -50,22 +50,6 @@ def lora_file(path: Path, seed: int = 0) -> Path:
         shapes[f"{stem}.lora_down.weight"] = [4, 768]
         shapes[f"{stem}.lora_up.weight"] = [320, 4]
     return write_file(path, shapes, fill=seed)
-
-
-def write_file(path: Path, shapes: dict[str, list[int]], fill: int = 0, cut: int = 0) -> Path:
-    header, offset = {}, 0
-    for key, shape in shapes.items():
-        size = 2
-        for dim in shape:
-            size *= dim
-        header[key] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    blob = json.dumps(header).encode()
-    blob += b" " * (-len(blob) % 8)
-    data = bytes([fill % 256]) * offset
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data[: len(data) - cut])
-    return path
 
 
 @pytest.fixture
