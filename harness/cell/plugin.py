@@ -39,6 +39,7 @@ TRACEBACK_MESSAGE = 2000
 
 _CTX_KEY = pytest.StashKey[CheckContext]()
 _START_KEY = pytest.StashKey[float]()
+_END_KEY = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -223,6 +224,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # -- records -------------------------------------------------------------------------------
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    # The check ends here: formatting pytest's own failure report is not the check's cost.
+    item.stash[_END_KEY] = time.perf_counter()
     result = yield
     report: pytest.TestReport = result.get_result()
     if "compat" not in getattr(item, "fixturenames", ()):
@@ -305,7 +308,7 @@ def _build_record(
         versions=session.versions,
         device=session.device if observed is not Outcome.HARNESS_ERROR else session.device_option,
         dtype=session.dtype,
-        duration_s=round(time.perf_counter() - start, 4) if start else round(call.duration, 4),
+        duration_s=round(item.stash[_END_KEY] - start, 4) if start else round(call.duration, 4),
         started_at=call.start,
         worker=session.worker,
         details=details,
