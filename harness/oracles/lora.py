@@ -243,26 +243,26 @@ def _add_terms(
 @torch.no_grad()
 def effective_weight(module: torch.nn.Module) -> torch.Tensor:
     """The weight a Linear / 1x1-Conv-like module *acts* with, found by probing it with the
-    identity: ``W_eff^T = f(I) - f(0)``. Independent of how (or whether) a LoRA wraps it."""
+    identity: ``W_eff^T = f(I) - f(0)``. Independent of how (or whether) a LoRA wraps it.
+    One forward of ``[I; 0]`` rather than two: a wrapped layer's forward is Python-bound
+    (peft), and this probe runs on every layer of every judged pipeline."""
     base = getattr(module, "base_layer", module)
     weight = base.weight
     if base is module and type(module) in (torch.nn.Linear, torch.nn.Conv2d):
         return weight.detach().to("cpu", torch.float64)  # a plain layer computes with .weight
+    conv = isinstance(base, torch.nn.Conv2d)
+    n = base.in_channels if conv else weight.shape[1]
+    probe = torch.cat([torch.eye(n), torch.zeros(1, n)]).to(weight.device, weight.dtype)
     was_training = module.training
     module.eval()
     try:
-        if isinstance(base, torch.nn.Conv2d):
-            n = base.in_channels
-            eye = torch.eye(n, dtype=weight.dtype, device=weight.device).reshape(n, n, 1, 1)
-            zero = torch.zeros(1, n, 1, 1, dtype=weight.dtype, device=weight.device)
-            out = (module(eye) - module(zero))[:, :, 0, 0]
-            return out.T.reshape(weight.shape[0], n, 1, 1).to("cpu", torch.float64)
-        n = weight.shape[1]
-        eye = torch.eye(n, dtype=weight.dtype, device=weight.device)
-        zero = torch.zeros(1, n, dtype=weight.dtype, device=weight.device)
-        return (module(eye) - module(zero)).T.to("cpu", torch.float64)
+        out = module(probe.reshape(n + 1, n, 1, 1) if conv else probe)
     finally:
         module.train(was_training)
+    if conv:
+        out = out[:, :, 0, 0]
+    acted = (out[:n] - out[n:]).T.to("cpu", torch.float64)
+    return acted.reshape(weight.shape[0], n, 1, 1) if conv else acted
 
 
 @torch.no_grad()

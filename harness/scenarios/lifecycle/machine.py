@@ -168,28 +168,9 @@ def expected_delta(
     return total
 
 
-@torch.no_grad()
 def probe(module: torch.nn.Module) -> torch.Tensor:
-    """The weight a Linear / 1x1-Conv-like module acts with, as ``effective_weight``
-    (``W_eff^T = f(I) - f(0)``) but in ONE forward of ``[I; 0]``: a wrapped layer's forward
-    is Python-bound (peft), so the probe costs one call instead of two."""
-    base = getattr(module, "base_layer", module)
-    if base is module and type(module) in (torch.nn.Linear, torch.nn.Conv2d):
-        return effective_weight(module)
-    weight = base.weight
-    conv = isinstance(base, torch.nn.Conv2d)
-    n = base.in_channels if conv else weight.shape[1]
-    x = torch.cat([torch.eye(n), torch.zeros(1, n)]).to(weight.device, weight.dtype)
-    was_training = module.training
-    module.eval()
-    try:
-        y = module(x.reshape(n + 1, n, 1, 1) if conv else x)
-    finally:
-        module.train(was_training)
-    if conv:
-        y = y[:, :, 0, 0]
-    w = (y[:n] - y[n:]).T.to("cpu", torch.float64)
-    return w.reshape(weight.shape[0], n, 1, 1) if conv else w
+    """The weight a Linear / 1x1-Conv-like module acts with (one forward of ``[I; 0]``)."""
+    return effective_weight(module)
 
 
 def observe(scene: Any, pipe: Any, modules: set[Module] | None = None) -> dict[str, dict[str, Any]]:
