@@ -14,6 +14,7 @@ report always has every column.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -99,6 +100,29 @@ def finished_run(results: Path, fingerprint: str) -> bool:
         and cells[-1].get("fingerprint") == fingerprint
         and cells[-1].get("status") in ("ok", "empty")
     )
+
+
+def last_seconds(results: Path) -> float | None:
+    """Wall seconds of the cell's last recorded run (its cell record), None if unknown."""
+    if not results.exists():
+        return None
+    seconds = None
+    with results.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:  # only the cell records are parsed: the file holds ~800 checks
+            if '"kind": "cell"' in line:
+                try:
+                    seconds = float(json.loads(line).get("duration_s") or 0.0) or None
+                except (ValueError, AttributeError):
+                    continue
+    return seconds
+
+
+def longest_first(cells: Sequence[Cell], reports_dir: Path | None = None) -> list[Cell]:
+    """Start order: cells with no history first (their cost is unknown), then by last wall
+    time, longest first, so two workers finish together instead of one idling while the
+    other runs a long cell started last (longest-processing-time scheduling)."""
+    known = {c.name: last_seconds(cellenv.results_path(c, reports_dir)) for c in cells}
+    return sorted(cells, key=lambda c: -(known[c.name] or float("inf")))
 
 
 def default_jobs() -> int:
@@ -316,7 +340,7 @@ def run_matrix(
                     supervisor=supervisor,
                     reports_dir=reports_dir,
                 )
-                for c in cells
+                for c in longest_first(cells, reports_dir)
             }
             try:
                 while pending and not stop.requested:
