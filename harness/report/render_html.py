@@ -30,6 +30,7 @@ from markupsafe import Markup
 from harness import __version__
 from harness.protocol.outcomes import Verdict
 from harness.report import trend
+from harness.report.boundaries import describe as describe_pins
 from harness.report.breakages import Breakage, build_breakages
 from harness.report.causes import exception_text, outcome_name, trim_traceback
 from harness.report.grid import (
@@ -42,6 +43,7 @@ from harness.report.grid import (
     CheckRow,
     ReportModel,
 )
+from harness.report.main_vs_release import FOUND, compare, older_sources
 from harness.report.order import OUTSIDE_LABEL, outside_adapter_loading
 from harness.report.summary import SummaryLine, build_summary, group_of, line_label
 
@@ -139,6 +141,11 @@ def view(model: ReportModel) -> dict[str, Any]:
         "trend_svg": Markup(trend.render_svg(model.history)),
         "n_runs": len(model.history),
         "first_bad": _first_bad(model),
+        "main_vs_release": _main_vs_release(model),
+        "older_sources": [
+            {"cell": source.name, "declares": source.diffusers or "?", "release": rel.diffusers}
+            for source, rel in older_sources(model)
+        ],
         "summary": _summary(model, labels),
         "details_blob": details_blob(model),
         "details_id": DETAILS_ID,
@@ -197,8 +204,36 @@ def _first_bad(model: ReportModel) -> list[dict[str, Any]]:
     return [_breakage(b) for b in build_breakages(model)]
 
 
+def _main_vs_release(model: ReportModel) -> list[dict[str, Any]]:
+    """The headline against the newest release (:mod:`harness.report.main_vs_release`)."""
+    out = []
+    for comparison in compare(model):
+        out.append(
+            {
+                "headline": comparison.headline(),
+                "context": comparison.context(),
+                "bisected": comparison.bisected,
+                "rows": [
+                    {
+                        "check_id": row.check_id,
+                        "css": _css(row.verdict),
+                        "symbol": SYMBOLS.get(row.verdict, "?"),
+                        "found": row.status == FOUND,
+                        "describe": row.describe(),
+                        "anchor": _anchor(row.check_id, comparison.source.name),
+                        "bisect": comparison.bisect_command(row),
+                    }
+                    for row in comparison.rows
+                ],
+            }
+        )
+    return out
+
+
 def _breakage(brk: Breakage) -> dict[str, Any]:
     return {
+        "pins": describe_pins(brk.pins),
+        "blame": brk.blame,
         "n_rows": len(brk.rows),
         "last_good": brk.last_good,
         "first_bad": brk.first_bad,

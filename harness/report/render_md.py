@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.protocol.outcomes import Verdict
+from harness.report.boundaries import describe as describe_pins
 from harness.report.breakages import build_breakages
 from harness.report.causes import ORACLE_EXCEPTION
 from harness.report.diff import Change
@@ -30,6 +31,7 @@ from harness.report.grid import (
     CheckRow,
     ReportModel,
 )
+from harness.report.main_vs_release import FOUND, MAX_LISTED, compare, older_sources
 from harness.report.order import OUTSIDE_LABEL, outside_adapter_loading
 from harness.report.summary import build_summary, line_label
 
@@ -151,6 +153,7 @@ def _render(
         out.add(f"> ⚠️ {escape(warning, 300)}")
     if model.warnings:
         out.add()
+    _main_vs_release(out, model)
     _groups_summary(out, model, labels)
     _headline(out, model)
     _first_bad(out, model)
@@ -276,6 +279,43 @@ def _headline(out: _Out, model: ReportModel) -> None:
         out.add()
 
 
+def _main_vs_release(out: _Out, model: ReportModel) -> None:
+    """The nightly's headline (:mod:`harness.report.main_vs_release`): rows that pass in
+    the newest release and are red on a source cell built after it."""
+    comparisons = compare(model)
+    older = older_sources(model)
+    if not comparisons and not older:
+        return
+    out.add("## main vs the newest release")
+    out.add()
+    for comparison in comparisons:
+        mark = "❌ " if comparison.rows else "✅ "
+        out.add(f"**{mark}{escape(comparison.headline())}** ({escape(comparison.context())}).")
+        out.add()
+        if not comparison.rows:
+            continue
+        lines = []
+        for row in comparison.rows:
+            line = f"- {symbol(row.verdict)} {code(row.check_id)}: {escape(row.describe())}"
+            if row.status != FOUND:
+                line += f"; narrow it down: {code(comparison.bisect_command(row))}"
+            lines.append(line)
+        _listing(out, lines[:MAX_LISTED], len(lines), where="compat.json `main_vs_release`")
+        out.add()
+        if comparison.bisected < len(comparison.rows):
+            out.add(
+                f"{comparison.bisected} of {len(comparison.rows)} bisected; the others wait "
+                "for a later night (`adapter-compat bisect --newly-red --max-bisects K`)."
+            )
+            out.add()
+    for source, release in older:
+        out.add(
+            f"{code(source.name)} declares diffusers {escape(source.diffusers or '?')}, older "
+            f"than the newest release {escape(release.diffusers or '?')}: not compared."
+        )
+        out.add()
+
+
 def _first_bad(out: _Out, model: ReportModel) -> None:
     """Breakages (:mod:`harness.report.breakages`): the one explaining most rows first."""
     breakages = build_breakages(model)
@@ -285,8 +325,9 @@ def _first_bad(out: _Out, model: ReportModel) -> None:
     out.add()
     out.add(
         "Each line is one breakage: the last passing and first failing version of the "
-        "matrix and one root cause, with the rows it explains (most first). "
-        "`adapter-compat bisect` narrows it to one release (patch releases too)."
+        "matrix and one root cause, with the rows it explains (most first) and the pins that "
+        "differ between the two cells. `adapter-compat bisect` narrows it to a release (for a "
+        "source cell, a commit); `--blame` names the changed package that alone turns it green."
     )
     out.add()
     lines = []
@@ -295,16 +336,18 @@ def _first_bad(out: _Out, model: ReportModel) -> None:
         more = f" and {len(brk.rows) - 1} more" if len(brk.rows) > 1 else ""
         fixed = f"✅ fixed in {escape(brk.fixed_in)}" if brk.fixed_in else "still broken"
         bisected = ", ".join(sorted(set(brk.bisected.values()))) or "—"
+        blame = code(brk.blame) if brk.blame else "—"
         lines.append(
             f"| {len(brk.rows)} | {escape(brk.last_good)} | ❌ {escape(brk.first_bad)} | "
-            f"{escape(bisected)} | {fixed} | {escape(brk.cause.describe(), 200)} | "
-            f"{code(first)}{more} | {code(brk.bisect_command())} |"
+            f"{escape(bisected)} | {escape(describe_pins(brk.pins))} | {fixed} | "
+            f"{escape(brk.cause.describe(), 200)} | "
+            f"{code(first)}{more} | {code(brk.bisect_command())} | {blame} |"
         )
     _table(
         out,
-        "| rows | last good | first bad | bisected | fixed in | root cause | rows it explains | "
-        "narrow down |",
-        "|--:|---|---|---|---|---|---|---|",
+        "| rows | last good | first bad | bisected | pins changed | fixed in | root cause | "
+        "rows it explains | narrow down | which package |",
+        "|--:|---|---|---|---|---|---|---|---|---|",
         lines,
         "compat.html (First bad version)",
     )
