@@ -2,7 +2,8 @@
 
 Read back from the compat.json just written (the report's own model, so the console can
 never disagree with the report): how each cell ended, regressions per suite, the first bad
-version of each check that broke, and the paths of compat.html / compat.md.
+version of each check that broke, main vs the newest release (rows newly red on a source
+cell, with their first bad commits), and the paths of compat.html / compat.md.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def closing_summary(
             lines.append(f"    {check['check_id']}: {_first_bad(check)}")
         if len(broke) > MAX_FIRST_BAD:
             lines.append(f"    ... and {len(broke) - MAX_FIRST_BAD} more (see compat.md)")
+    from harness.report.main_vs_release import console_lines  # the report's own headline
+
+    lines += [f"  {line}" for line in console_lines(doc)]
     lines.append(f"  compat.html: {report_dir / 'compat.html'}")
     lines.append(f"  compat.md:   {report_dir / 'compat.md'}")
     return lines

@@ -42,6 +42,10 @@ UNKNOWN_STATUS = "unknown"
 #: import / suite timings, already folded into the cell record by the cell runner).
 KNOWN_OTHER_KINDS = frozenset({"session"})
 
+#: Record kind of a finished commit bisect of a newly red row (``bisect --newly-red``,
+#: :mod:`harness.report.main_vs_release` reads them): kept apart from the grid.
+KIND_BISECT = "bisect"
+
 #: Reading warnings kept (and printed) at most; the rest are counted.
 MAX_WARNINGS = 20
 
@@ -111,6 +115,9 @@ class Cell:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0
     has_cell_record: bool = False
+    #: a source cell's commit facts (commit, date, subject, declared_version, origin, ref,
+    #: companions_of); empty for a release
+    source: dict[str, str] = field(default_factory=dict)
 
     @property
     def diffusers(self) -> str | None:
@@ -236,6 +243,9 @@ class ReportModel:
     #: check id -> first bad release found by ``adapter-compat bisect`` on this machine
     #: (read by the caller, passed to ``write_report(first_bad=...)``).
     bisected: dict[str, str] = field(default_factory=dict)
+    #: ``bisect`` records read with the grid's (first bad commits of newly red rows), in
+    #: reading order: a later record for the same row and commit wins.
+    bisections: list[dict[str, Any]] = field(default_factory=list)
 
     def repro(self, check_id: str, cell: str) -> Any:
         return self.repros.get((check_id, cell))
@@ -351,6 +361,7 @@ def build_model(
     cells: dict[str, Cell] = {}
     check_versions: dict[str, dict[str, str]] = {}
     rows: dict[str, CheckRow] = {}
+    bisections: list[dict[str, Any]] = []
     count = 0
     skipped_unknown = 0
     for rec in records:
@@ -358,6 +369,8 @@ def build_model(
         kind = rec.get("kind") or (KIND_CHECK if "check_id" in rec else None)
         if kind == KIND_CELL and rec.get("cell"):
             _merge_cell_record(cells, rec)
+        elif kind == KIND_BISECT and rec.get("check_id"):
+            bisections.append(rec)
         elif kind == KIND_CHECK and rec.get("check_id"):
             cell_name = str(rec.get("cell") or "unnamed-cell")
             cells.setdefault(cell_name, Cell(name=cell_name))
@@ -387,6 +400,7 @@ def build_model(
         checks=ordered_rows,
         warnings=notes,
         records_read=count,
+        bisections=bisections,
     )
 
 
@@ -421,6 +435,9 @@ def _merge_cell_record(cells: dict[str, Cell], rec: dict[str, Any]) -> None:
     )
     cell.started_at = _float(rec.get("started_at"))
     cell.has_cell_record = True
+    source = _str_dict(rec.get("source"))
+    if source:
+        cell.source = source
 
 
 def _merge_check_record(

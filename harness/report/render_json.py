@@ -35,6 +35,8 @@ Top-level fields::
         phase_seconds  {"install": s, "import": s, "suite": s}
         started_at     float, epoch seconds
         versions       {"diffusers": ..., "torch": ..., "peft": ..., ...}
+        source         a source cell's commit facts {commit, date, subject,
+                       declared_version, origin, ref, companions_of, ...}; {} for a release
     summary       {cell name: {pass, regression, unsupported, harness-error, skipped,
                    missing, cell-failed, total}}   counts per cell; ``total`` = records
     totals        the same counts summed over all cells
@@ -52,6 +54,17 @@ Top-level fields::
         new_checks, removed_checks   [check_id]
         new_cells, removed_cells     [cell name]
         cell_status      [{cell, before, after}]  cells that started / stopped failing
+    main_vs_release  [obj]  one per source cell built at or after the newest release
+                  (harness/report/main_vs_release.py), newest commit first:
+        name, headline       "main", "main vs the newest release: 2 rows newly red"
+        source_cell, source  the source cell and its commit facts
+        release_cell, release, good_ref   the newest release cell, its version, "v0.42.1"
+        newly_red, bisected  how many rows pass in the release and are red here; how
+                             many of them have a bisect record
+        rows  [{check_id, verdict, observed, message, nodeid,
+                status: found | no-first-bad | error | not-bisected,
+                first_bad_commit: {sha, short, date, subject, pr, files, could_be} | null,
+                note, steps, seconds, bisect: the commit bisect command line}]
     history       [{run, generated_at, totals}]  earlier runs then this one, oldest
                   first (at most 60): the trend chart's data, carried from report to
                   report so CI keeps a trend without a reports/runs folder
@@ -92,6 +105,7 @@ from typing import Any
 
 from harness import __version__
 from harness.report.grid import ReportModel
+from harness.report.main_vs_release import compare
 from harness.report.render_html import finite_json
 
 SCHEMA = 2
@@ -122,12 +136,14 @@ def to_dict(model: ReportModel) -> dict[str, Any]:
                 "phase_seconds": dict(c.phase_seconds),
                 "started_at": c.started_at,
                 "versions": dict(c.versions),
+                "source": dict(c.source),
             }
             for c in model.cells
         ],
         "summary": model.summary(),
         "totals": model.totals(),
         "changes": model.changes.to_dict() if model.changes is not None else None,
+        "main_vs_release": [comparison.to_dict() for comparison in compare(model)],
         "history": [point.to_dict() for point in model.history],
         "drift": model.drift.to_dict() if model.drift is not None else None,
         "suites": model.suites,
