@@ -3,6 +3,9 @@ With ``--repo PATH`` (a diffusers clone): the first bad commit between two refs.
 With ``--package NAME``: the first bad release of a companion over a cell's other pins.
 With ``--blame``: which package whose pin changed at the row's first bad cell, put back
 alone, turns the row green.
+With ``--newly-red`` (no CHECK): the first bad commit of each row the report's source cell
+(main) broke since the newest release, at most ``--max-bisects K`` of them (default 3, env
+ADAPTER_COMPAT_MAX_BISECTS), each result appended to <results>/bisect-<sha7>.jsonl.
 
 Lists the released versions between V1 and V2 on PyPI (patch releases too), builds a cell
 for each version it needs (the committed lock when the version is in the matrix, else
@@ -31,7 +34,9 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("check", metavar="CHECK", help="check id or pytest node id")
+    parser.add_argument(
+        "check", metavar="CHECK", nargs="?", default=None, help="check id or pytest node id"
+    )
     parser.add_argument(
         "--good",
         default=None,
@@ -44,12 +49,35 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--repo",
-        type=Path,
         default=None,
         metavar="PATH",
         help="a diffusers clone: bisect its first-parent commits between --good and --bad "
         "(default: the release tags around the row's first regression in the report) and "
-        "print the first bad commit, its PR and the loaders/models/utils files it touched",
+        "print the first bad commit, its PR and the loaders/models/utils files it touched; "
+        "with --newly-red also a git URL (cloned into the cache; default: the source cell's "
+        "origin)",
+    )
+    parser.add_argument(
+        "--newly-red",
+        action="store_true",
+        help="no CHECK: commit-bisect the rows the report's `main vs the newest release` "
+        "headline lists (green in the newest release, red in a source cell after it), "
+        "between the release tag and the source commit; one root cause per row first",
+    )
+    parser.add_argument(
+        "--max-bisects",
+        default=None,
+        metavar="K",
+        help="with --newly-red: at most K bisects (default 3, or ADAPTER_COMPAT_MAX_BISECTS); "
+        "the other rows are listed as not bisected",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --newly-red: where bisect-<sha7>.jsonl records go (default: "
+        "<reports>/results, read by the next `adapter-compat report`)",
     )
     parser.add_argument(
         "--fixed",
@@ -105,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
 
     report = args.report or cellenv.REPORTS / "latest"
     report_file = report / "compat.json" if report.is_dir() else report
+    if args.newly_red:
+        return _newly_red(args, report_file)
+    if args.max_bisects is not None or args.results is not None:
+        raise UsageError("--max-bisects and --results go with --newly-red")
+    if args.check is None:
+        raise UsageError("CHECK is needed (a check id or pytest node id), or --newly-red")
     nodeid = bisect.nodeid_for(args.check, report_file)
     check_id = args.check if ".py::" not in args.check else _check_id_of(args.check)
     check_known(check_id, nodeid, report_file)  # before PyPI, locks or any install
@@ -144,11 +178,52 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _newly_red(args: argparse.Namespace, report: Path) -> int:
+    """``--newly-red``: at most K commit bisects of the rows main broke since the release."""
+    from harness.matrix import cellenv
+    from harness.triage import newly_red_bisect
+
+    extra = [
+        flag
+        for flag, given in [
+            ("CHECK", args.check is not None),
+            ("--good", args.good is not None),
+            ("--bad", args.bad is not None),
+            ("--package", args.package is not None),
+            ("--blame", args.blame),
+            ("--cell", args.cell is not None),
+            ("--fixed", args.fixed),
+            ("--companions-of", args.companions_of is not None),
+        ]
+        if given
+    ]
+    if extra:
+        raise UsageError(
+            f"--newly-red takes its rows and refs from the report, not {', '.join(extra)}"
+        )
+    limit = newly_red_bisect.max_bisects(args.max_bisects)
+    doc = newly_red_bisect.read_report(report)
+    if not doc.get("main_vs_release"):
+        print(f"{report}: no source cell built at or after the newest release: nothing to bisect")
+        return 0
+    result = newly_red_bisect.run_newly_red(
+        doc,
+        limit,
+        args.results or cellenv.RESULTS_DIR,
+        repo=args.repo,
+        timeout=args.timeout,
+        fresh=args.fresh,
+    )
+    print("\n".join(result.lines()))
+    return 0
+
+
 def _commit_bisect(args: argparse.Namespace, check_id: str, nodeid: str, report: Path) -> int:
     """``--repo``: the first bad (or, with ``--fixed``, first fixed) commit."""
     from harness.triage import commit_bisect
 
     doc = _report_doc(report)
+    args.repo = _local_repo(args.repo)
     good, bad = args.good, args.bad
     if (good is None) != (bad is None):
         raise UsageError("give both --good and --bad, or neither (the report's releases)")
@@ -225,6 +300,18 @@ def _blame(args: argparse.Namespace, check_id: str, nodeid: str, report: Path) -
     )
     print("\n".join(result.lines()))
     return 1 if result.error else 0
+
+
+def _local_repo(text: str) -> Path:
+    """``--repo``: a path as given, or a git URL cloned (fetched) into the cache (the
+    report prints a source cell's origin, which may be one)."""
+    from harness.matrix.source import split_source
+
+    if split_source(text)[2]:
+        from harness.triage.newly_red_bisect import local_clone
+
+        return local_clone(text)
+    return Path(text)
 
 
 def _report_doc(report: Path) -> dict:

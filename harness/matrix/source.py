@@ -44,7 +44,8 @@ PACKAGE_INIT = "src/diffusers/__init__.py"
 #: Paths whose uncommitted changes make a checkout's build differ from its HEAD.
 BUILD_INPUTS = ("src", "setup.py", "pyproject.toml", "setup.cfg", "MANIFEST.in")
 _VERSION_LINE = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
-_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://[^/]+/|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
+#: ``scheme://host/`` (``file:///path`` has an empty host) or scp-like ``user@host:``
+_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://[^/]*/|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
 
 
 class SourceBuildError(Exception):
