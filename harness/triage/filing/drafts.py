@@ -13,6 +13,10 @@ timings, and the failing rows and cells grow and shrink; none of that makes it a
 bug. The rows and cells go into a separate *state* digest instead: when it changes, the
 open issue gets a comment rather than a twin. Both are embedded as HTML comments,
 invisible on GitHub.
+
+A breakage red only in source cells built after the newest release (the report's
+``main_vs_release``) is not in any release: its draft says so plainly and names the first
+bad commit (hash, subject, PR) once ``bisect --newly-red`` has found it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from typing import Any
 from harness import __version__
 from harness.protocol import repro
 from harness.report.causes import OUTCOME_TEXT, Cause, cause_of, trim_traceback
+from harness.report.main_vs_release import FOUND, unreleased
+
+#: Name prefix of source cells (``cell-src-<sha7>``): what ran a commit, not a release.
+SOURCE_CELL_PREFIX = "cell-src-"
 
 #: GitHub's limit on an issue or comment body.
 MAX_BODY = 65_536
@@ -208,17 +216,20 @@ def _draft(
     observed = str(sample.get("observed") or "")
     first_bad = check.get("first_bad")
     last_good = check.get("last_good")
-    state = hashlib.sha256(
-        json.dumps(
-            {
-                "rows": group.rows,
-                "first_bad": {c: checks[c].get("first_bad") for c in group.rows},
-                "bisected": {c: bisected.get(c) for c in group.rows},
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:16]
+    main_only = _main_only(doc, group)
+    facts: dict[str, Any] = {
+        "rows": {
+            check_id: [_state_cell(c) for c in cells_] for check_id, cells_ in group.rows.items()
+        },
+        "first_bad": {c: checks[c].get("first_bad") for c in group.rows},
+        "bisected": {c: bisected.get(c) for c in group.rows},
+    }
+    if main_only is not None:  # a first bad commit found later is news for the open issue
+        facts["commit"] = {c: _found_commit(main_only, c) for c in group.rows}
+    state = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     since = _since(group, checks, bisected, labels)
+    if main_only is not None:
+        since = _since_commit(main_only, group)
     n_rows = len(group.rows)
     what = f"{cause.exc_type} in {cause.where}" if cause.raised else f"{observed} on {cause.where}"
     title = f"[adapter-compat] {what}: {n_rows} row(s) fail {since}"
@@ -228,6 +239,8 @@ def _draft(
     first_bad_text = _first_bad_text(
         sample_id, first_bad, last_good, bisected.get(sample_id), labels[group.rows[sample_id][0]]
     )
+    if main_only is not None:
+        first_bad_text = _unreleased_text(main_only, sample_id)
     expected = " | ".join(sample.get("expected") or []) or "?"
     script = repro.build(sample_id, sample_cell, sample)
     message = str(sample.get("message") or "(no message)")
@@ -238,6 +251,11 @@ def _draft(
         markers,
         f"**Root cause:** {_root_cause_text(cause)}",
         "",
+        *(
+            [f"**Unreleased:** {_unreleased_text(main_only, sample_id)}", ""]
+            if main_only is not None
+            else []
+        ),
         f"It explains **{n_rows} red row(s)**; each is still red in the newest version "
         "that judged it.",
         "",
@@ -292,6 +310,75 @@ def _draft(
     body = _fit("\n".join(parts), script.script, traceback)
     update = _update_comment(doc, group, labels, first_bad_text, state)
     return Draft(fp, state, title, body, dict(group.rows), update)
+
+
+def _state_cell(cell: str) -> str:
+    """A cell as the state digest sees it: every source cell is one column (main moves to
+    a new ``cell-src-<sha7>`` each night; that alone is no news for an open issue)."""
+    return SOURCE_CELL_PREFIX if cell.startswith(SOURCE_CELL_PREFIX) else cell
+
+
+def _main_only(doc: Mapping[str, Any], group: _Group) -> dict[str, Any] | None:
+    """check id -> (comparison, row) of the report's ``main_vs_release`` when every row
+    of the group is red only in source cells and newly red there (passes in the newest
+    release): a breakage no release has. None otherwise."""
+    cells = [cell for failing in group.rows.values() for cell in failing]
+    if not cells or not all(cell.startswith(SOURCE_CELL_PREFIX) for cell in cells):
+        return None
+    found = {check_id: unreleased(doc, check_id) for check_id in group.rows}
+    if any(item is None for item in found.values()):
+        return None
+    return found
+
+
+def _found_commit(main_only: Mapping[str, Any], check_id: str) -> str | None:
+    _comparison, row = main_only[check_id]
+    commit = row.get("first_bad_commit") if row.get("status") == FOUND else None
+    return str(commit["sha"]) if commit else None
+
+
+def _since_commit(main_only: Mapping[str, Any], group: _Group) -> str:
+    """``on main since abc1234 (unreleased)``, or ``on main at def5678 (unreleased)``
+    while no bisect has named the commit."""
+    comparison, _row = next(iter(main_only.values()))
+    name = comparison.get("name") or "main"
+    for check_id in group.rows:
+        sha = _found_commit(main_only, check_id)
+        if sha:
+            return f"on {name} since {sha[:7]} (unreleased)"
+    commit = str((comparison.get("source") or {}).get("commit") or "")[:7]
+    return f"on {name} at {commit or '?'} (unreleased)"
+
+
+def _unreleased_text(main_only: Mapping[str, Any], check_id: str) -> str:
+    """Plain words: not in any release; the commit that introduced it when known."""
+    comparison, row = main_only[check_id]
+    name = comparison.get("name") or "main"
+    release = comparison.get("release") or "?"
+    commit = row.get("first_bad_commit") if row.get("status") == FOUND else None
+    if commit:
+        facts = [f"#{commit['pr']}"] if commit.get("pr") else []
+        facts += [str(commit.get("date") or "")[:10]] if commit.get("date") else []
+        text = (
+            f"not in any release; introduced on {name} by `{commit['sha']}` "
+            f'"{_inline(str(commit.get("subject") or ""))}"'
+            + (f" ({', '.join(facts)})" if facts else "")
+        )
+        if commit.get("could_be"):
+            text += (
+                f" (or one of {', '.join(str(s)[:7] for s in commit['could_be'])}, which could "
+                "not be tested)"
+            )
+        return text + f". It passes in the newest release, {release}."
+    source = comparison.get("source") or {}
+    text = (
+        f"not in any release; red on {name} at `{str(source.get('commit') or '?')[:7]}`"
+        + (f" ({str(source.get('date'))[:10]})" if source.get("date") else "")
+        + f" and passing in the newest release, {release}. "
+    )
+    if row.get("status") in (None, "not-bisected"):
+        return text + f"The first bad commit is not bisected yet: `{row.get('bisect')}`"
+    return text + f"A bisect found no first bad commit: {row.get('note') or row.get('status')}"
 
 
 def _since(
