@@ -89,6 +89,8 @@ class Baseline:
     check_ids: set[str]
     history: list[dict[str, Any]] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
+    #: the earlier report's ``costs`` section (harness.report.costs), for run-over-run cost
+    costs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -209,6 +211,7 @@ def baseline_from_doc(doc: dict[str, Any], path: str) -> Baseline:
         check_ids=check_ids,
         history=[h for h in doc.get("history") or [] if isinstance(h, dict)],
         totals={str(k): int(v) for k, v in totals.items() if isinstance(v, int)},
+        costs=doc.get("costs") if isinstance(doc.get("costs"), dict) else {},
     )
 
 

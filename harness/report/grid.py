@@ -246,6 +246,9 @@ class ReportModel:
     #: ``bisect`` records read with the grid's (first bad commits of newly red rows), in
     #: reading order: a later record for the same row and commit wins.
     bisections: list[dict[str, Any]] = field(default_factory=list)
+    #: seconds per suite / family / cell, compared with the baseline's (filled by ``enrich``;
+    #: renderers compute it without a baseline when it is None)
+    costs: Any = None  # harness.report.costs.Costs | None
 
     def repro(self, check_id: str, cell: str) -> Any:
         return self.repros.get((check_id, cell))

@@ -29,7 +29,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.protocol.outcomes import Verdict
-from harness.report import trend
+from harness.report import costs, trend
 from harness.report.boundaries import describe as describe_pins
 from harness.report.breakages import Breakage, build_breakages
 from harness.report.causes import exception_text, outcome_name, trim_traceback
@@ -156,6 +156,7 @@ def view(model: ReportModel) -> dict[str, Any]:
         ],
         "has_baseline": model.changes is not None,
         "drift": model.drift,
+        "costs_html": Markup(costs.html(costs.costs_for(model))),
         "run": model.run,
     }
 

@@ -69,6 +69,9 @@ Top-level fields::
                   first (at most 60): the trend chart's data, carried from report to
                   report so CI keeps a trend without a reports/runs folder
     drift         null, or the API drift timeline as {source, columns, rows, note}
+    costs         {suites: {suite: s}, families: {check family: s} (the costliest),
+                   cells: {cell: {wall_s, import_s, checks_s, overhead_s}}}: sums of the
+                   records' durations; the next report compares its own with these
     suites        [str]  suite names in grid order
     checks        [obj]  rows, ordered by suite (harness/report/order.py: LoRA, IP-Adapter,
                          lifecycle, shared, robustness, drift, then others), then rows
@@ -104,6 +107,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.report.costs import costs_for
 from harness.report.grid import ReportModel
 from harness.report.main_vs_release import compare
 from harness.report.render_html import finite_json
@@ -146,6 +150,7 @@ def to_dict(model: ReportModel) -> dict[str, Any]:
         "main_vs_release": [comparison.to_dict() for comparison in compare(model)],
         "history": [point.to_dict() for point in model.history],
         "drift": model.drift.to_dict() if model.drift is not None else None,
+        "costs": costs_for(model).to_dict(),
         "suites": model.suites,
         "checks": [
             {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.protocol.outcomes import Verdict
+from harness.report import costs
 from harness.report.boundaries import describe as describe_pins
 from harness.report.breakages import build_breakages
 from harness.report.causes import ORACLE_EXCEPTION
@@ -99,9 +100,26 @@ def render_markdown(model: ReportModel, max_chars: int = MAX_CHARS) -> str:
     for _name, keep, note in _MODES:
         text = _render(model, keep, note, budget=None)
         if len(text) <= max_chars:
-            return text
+            return _with_costs(text, model, max_chars)
     _name, keep, note = _MODES[-1]
-    return _render(model, keep, note + " Some rows were cut to fit.", budget=max_chars)
+    text = _render(model, keep, note + " Some rows were cut to fit.", budget=max_chars)
+    return _with_costs(text, model, max_chars)
+
+
+def _with_costs(text: str, model: ReportModel, max_chars: int) -> str:
+    """The cost section goes last and only where it fits: it is for the harness's own
+    maintainers; the grid and its findings come first."""
+    spent = costs.costs_for(model)
+    section = "\n".join(costs.markdown(spent))
+    if not section:
+        return text
+    if len(text) + len(section) + 2 <= max_chars:
+        return text + "\n" + section
+    short = (
+        f"\nCost: {spent.checks_s:.0f} s of checks over {len(spent.cells)} cell(s); per suite, "
+        "family and cell in the `costs` section of compat.json.\n"
+    )
+    return text + short if len(text) + len(short) <= max_chars else text
 
 
 def write_markdown(model: ReportModel, path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.protocol import repro
-from harness.report import trend
+from harness.report import costs, trend
 from harness.report.coverage import attach as attach_coverage
 from harness.report.diff import compare, load_baseline, previous_run
 from harness.report.drift import load_drift
@@ -107,6 +107,9 @@ def enrich(
         carried.append(trend.Point(base.run or "baseline", base.generated_at, base.totals))
     current = trend.Point(model.run or out.name, model.generated_at, model.totals(), current=True)
     model.history = trend.merge(carried, trend.stored_points(reports_root, skip=[out]), [current])
+    model.costs = costs.costs_of(
+        model, base.costs if base is not None else None, base.run if base is not None else None
+    )
     model.drift = load_drift()
     model.repros = build_repros(model)
     breaking = {row.check_id for row in model.checks if row.breaks}
