@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.protocol.outcomes import Verdict
-from harness.report.grid import FAILED_CELL_STATUSES, STATE_CELL_FAILED, ReportModel
+from harness.report.grid import FAILED_CELL_STATUSES, STATE_CELL_FAILED, Cell, ReportModel
 
 #: Schemas of compat.json this module can read as a baseline.
 READABLE_SCHEMAS = (1, 2)
@@ -91,6 +91,8 @@ class Baseline:
     totals: dict[str, int] = field(default_factory=dict)
     #: the earlier report's ``costs`` section (harness.report.costs), for run-over-run cost
     costs: dict[str, Any] = field(default_factory=dict)
+    #: source cells of the earlier report: name -> {origin, ref, commit, ...}
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,7 +214,27 @@ def baseline_from_doc(doc: dict[str, Any], path: str) -> Baseline:
         history=[h for h in doc.get("history") or [] if isinstance(h, dict)],
         totals={str(k): int(v) for k, v in totals.items() if isinstance(v, int)},
         costs=doc.get("costs") if isinstance(doc.get("costs"), dict) else {},
+        sources={
+            str(c.get("name")): {str(k): str(v) for k, v in c["source"].items()}
+            for c in doc.get("cells", [])
+            if isinstance(c.get("source"), dict) and c["source"]
+        },
     )
+
+
+def previous_source_cell(cell: Cell, baseline: Baseline) -> str | None:
+    """The baseline's column a new source cell continues: last night's cell of the same
+    branch (origin and ref), so ``main`` moving to a new commit compares with main before
+    it instead of counting every red row of the new column as news."""
+    if not cell.from_source:
+        return None
+    key = (cell.source.get("origin"), cell.source.get("ref"))
+    same = [
+        name
+        for name, source in baseline.sources.items()
+        if (source.get("origin"), source.get("ref")) == key and name in baseline.cell_status
+    ]
+    return sorted(same, key=lambda n: baseline.sources[n].get("date", ""))[-1] if same else None
 
 
 def _totals_from_summary(summary: dict[str, Any]) -> dict[str, int]:
@@ -276,9 +298,24 @@ def compare(model: ReportModel, baseline: Baseline) -> Changes:
             changes.cell_status.append({"cell": cell.name, "before": before, "after": cell.status})
     compared_cells = [c for c in model.cells if c.name in baseline.cell_status]
     new_cells = set(changes.new_cells)
+    continues = {c.name: previous_source_cell(c, baseline) for c in model.cells}
     for row in model.checks:
         for cell in model.cells:
             after = now.get((row.check_id, cell.name))
+            before_cell = continues.get(cell.name) if cell.name in new_cells else None
+            if before_cell is not None:  # the same branch at a newer commit
+                before = baseline.states.get((row.check_id, before_cell))
+                kind = None if before == after else _kind(before, after)
+                if kind is not None:
+                    change = Change(
+                        kind, row.check_id, row.suite, cell.name, labels[cell.name], before, after
+                    )
+                    {
+                        NEW_REGRESSION: changes.new_regressions,
+                        FIXED: changes.fixes,
+                        OTHER: changes.other,
+                    }[kind].append(change)
+                continue
             if cell.name in new_cells:
                 # A new column: only its regressions are headline news.
                 if after is not None and after.verdict == REGRESSION:
