@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-ARCHES = ("sd15", "sdxl", "flux")
+ARCHES = ("sd15", "sdxl", "sd3", "flux")
 
 
 @pytest.fixture(scope="session")

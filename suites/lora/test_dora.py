@@ -26,7 +26,7 @@ from harness.inputs.checkpoints.lora.formats import FORMATS
 from harness.inputs.checkpoints.lora.layouts import DENOISER
 from harness.oracles.lora import parse
 
-ARCHES = ("sd15", "sdxl", "flux")
+ARCHES = ("sd15", "sdxl", "sd3", "flux")
 #: The kind of a DoRA key, in the file's and in diffusers' spelling.
 MAGNITUDE_NAMES = ("dora_scale", "lora_magnitude_vector")
 CASES = [

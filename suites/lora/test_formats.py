@@ -56,7 +56,7 @@ from harness.oracles.compare import fingerprint_inputs, input_mutations
 from harness.oracles.lora import parse
 from harness.protocol.outcomes import Outcome
 
-ARCHES = ("sd15", "sdxl", "flux")
+ARCHES = ("sd15", "sdxl", "sd3", "flux")
 #: DoRA / control / full-size-only formats have their own checks (test_dora, test_control,
 #: test_full_scale); the rows here are the plain down/up/alpha formats.
 CASES = [

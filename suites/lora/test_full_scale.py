@@ -35,7 +35,7 @@ from harness.inputs.models import PIPELINES, pipeline_exists
 from harness.oracles.lora import parse
 from harness.protocol.outcomes import Outcome
 
-ARCHES = ("sd15", "sdxl", "flux")
+ARCHES = ("sd15", "sdxl", "sd3", "flux")
 CASES = [(arch, name) for name, fmt in FORMATS.items() for arch in ARCHES if fmt.supports(arch)]
 IDS = [f"{arch}-{name}" for arch, name in CASES]
 #: Rank of the full-scale files (1: cheapest). Control LoRAs are rank 128 in the wild; the

@@ -326,8 +326,26 @@ def _flux_part_filter(arch: str, component: str, path: str) -> bool:
     return True
 
 
+#: SD3 transformer layers no LoRA file targets: the 2x2 patchify convolution (trainers
+#: wrap Linear layers only; diffusers' SD3 scripts name attention / feed-forward / norms).
+_SD3_UNTARGETED = re.compile(r"^pos_embed\.")
+
+
+def _sd3_part_filter(arch: str, component: str, path: str) -> bool:
+    if component.startswith("text_encoder"):
+        return bool(_TE_TARGET.search(path))
+    return not _SD3_UNTARGETED.search(path)
+
+
+#: Which layers each architecture's files carry (kohya-style targets for SD1.5 / SDXL).
+_ARCH_FILTER: dict[str, Callable[[str, str, str], bool]] = {
+    "flux": _flux_part_filter,
+    "sd3": _sd3_part_filter,
+}
+
+
 def _default_filter(arch: str, component: str, path: str) -> bool:
-    return (_flux_part_filter if arch == "flux" else _sd_part_filter)(arch, component, path)
+    return _ARCH_FILTER.get(arch, _sd_part_filter)(arch, component, path)
 
 
 def _denoiser_filter(arch: str, component: str, path: str) -> bool:
@@ -348,7 +366,7 @@ FORMATS: dict[str, LoraFormat] = {
     for f in (
         LoraFormat(
             "peft",
-            ("sd15", "sdxl", "flux"),
+            ("sd15", "sdxl", "sd3", "flux"),
             PEFT_SUFFIXES,
             native_fused=False,
             alpha=False,
@@ -372,7 +390,7 @@ FORMATS: dict[str, LoraFormat] = {
         ),
         LoraFormat(
             "peft_bare",
-            ("sd15", "sdxl", "flux"),
+            ("sd15", "sdxl", "sd3", "flux"),
             PEFT_SUFFIXES,
             native_fused=False,
             alpha=False,
@@ -385,7 +403,7 @@ FORMATS: dict[str, LoraFormat] = {
         ),
         LoraFormat(
             "peft_base_model",
-            ("sd15", "sdxl", "flux"),
+            ("sd15", "sdxl", "sd3", "flux"),
             PEFT_SUFFIXES,
             native_fused=False,
             alpha=False,
@@ -483,7 +501,7 @@ FORMATS: dict[str, LoraFormat] = {
         # ------------------------------------------------------------- extensions
         LoraFormat(
             "peft_dora",
-            ("sd15", "sdxl", "flux"),
+            ("sd15", "sdxl", "sd3", "flux"),
             PEFT_SUFFIXES,
             native_fused=False,
             alpha=False,

@@ -27,11 +27,17 @@ from typing import Any
 ARCH_COMPONENTS: dict[str, tuple[str, ...]] = {
     "sd15": ("unet", "text_encoder"),
     "sdxl": ("unet", "text_encoder", "text_encoder_2"),
+    "sd3": ("transformer", "text_encoder", "text_encoder_2"),
     "flux": ("transformer", "text_encoder"),
 }
 
 #: The denoiser component of each architecture.
-DENOISER: dict[str, str] = {"sd15": "unet", "sdxl": "unet", "flux": "transformer"}
+DENOISER: dict[str, str] = {
+    "sd15": "unet",
+    "sdxl": "unet",
+    "sd3": "transformer",
+    "flux": "transformer",
+}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Real-layout manifests: key -> [shape, dtype] of every format at full model size.
 
 ``python -m harness.inputs.checkpoints.lora.manifests [--out fixtures/lora]`` (run with a cell's
-interpreter: it needs torch, diffusers and transformers) instantiates SD1.5, SDXL and
+interpreter: it needs torch, diffusers and transformers) instantiates SD1.5, SDXL, SD3-medium and
 Flux-dev on the meta device from their published configs (below, as data: no hub), writes
 the canonical layout of each (``layout-<arch>.json``: what the reference and the
 full-scale checks read) and, for every format, the manifest of a LoRA on every layer the
@@ -85,6 +85,20 @@ SDXL_UNET = {
     "norm_num_groups": 32,
     "sample_size": 128,
 }
+#: stabilityai/stable-diffusion-3-medium-diffusers ``transformer/config.json``.
+SD3_MEDIUM = {
+    "attention_head_dim": 64,
+    "caption_projection_dim": 1536,
+    "in_channels": 16,
+    "joint_attention_dim": 4096,
+    "num_attention_heads": 24,
+    "num_layers": 24,
+    "out_channels": 16,
+    "patch_size": 2,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 192,
+    "sample_size": 128,
+}
 FLUX_DEV = {
     "attention_head_dim": 128,
     "guidance_embeds": True,
@@ -114,6 +128,21 @@ MODELS: dict[str, dict[str, tuple[str, str, dict[str, Any], str | None]]] = {
             "CLIPTextConfig",
         ),
     },
+    "sd3": {
+        "transformer": ("diffusers", "SD3Transformer2DModel", SD3_MEDIUM, None),
+        "text_encoder": (
+            "transformers",
+            "CLIPTextModelWithProjection",
+            CLIP_L,
+            "CLIPTextConfig",
+        ),
+        "text_encoder_2": (
+            "transformers",
+            "CLIPTextModelWithProjection",
+            CLIP_BIG_G,
+            "CLIPTextConfig",
+        ),
+    },
     "flux": {
         "transformer": ("diffusers", "FluxTransformer2DModel", FLUX_DEV, None),
         "text_encoder": ("transformers", "CLIPTextModel", CLIP_L, "CLIPTextConfig"),
@@ -122,7 +151,7 @@ MODELS: dict[str, dict[str, tuple[str, str, dict[str, Any], str | None]]] = {
 
 #: Typical rank / dtype of released LoRAs of each family (the manifests' shapes use them).
 MANIFEST_RANK = 16
-MANIFEST_DTYPE = {"sd15": "float16", "sdxl": "float16", "flux": "bfloat16"}
+MANIFEST_DTYPE = {"sd15": "float16", "sdxl": "float16", "sd3": "float16", "flux": "bfloat16"}
 
 
 def meta_model(library: str, cls: str, config: dict[str, Any], config_cls: str | None) -> Any:
