@@ -38,24 +38,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "compile: runs torch.compile; on CPU only with -m compile or ADAPTER_COMPAT_COMPILE=1 "
-        "(recorded NOT_RUN otherwise)",
+        "(recorded NOT_RUN otherwise), except harness.cell.compiling.CPU_DEFAULT",
     )
 
 
 def compile_opted_in(config: pytest.Config, device_type: str) -> bool:
     """Compile checks cost 15 s - 4 min each on a CPU runner (inductor builds C++), so a CPU
     cell runs them only when asked (``-m compile`` or ``ADAPTER_COMPAT_COMPILE=1``); on CUDA
-    they are part of every run."""
+    they are part of every run. The one exception, a compiled hot-swap with ``aot_eager``,
+    is listed in ``harness.cell.compiling.CPU_DEFAULT``."""
     markexpr = str(config.getoption("markexpr", "") or "")
     asked = "compile" in markexpr and "not compile" not in markexpr
     return device_type == "cuda" or asked or os.environ.get(COMPILE_ENV) == "1"
 
 
+def _compile_runs(request: pytest.FixtureRequest, device_type: str) -> bool:
+    if compile_opted_in(request.config, device_type):
+        return True
+    from harness.cell.compiling import runs_by_default
+
+    return runs_by_default(request.node.name, device_type)
+
+
 @pytest.fixture(autouse=True)
 def _every_test_is_a_check(compat, request, device):
-    if request.node.get_closest_marker("compile") and not compile_opted_in(
-        request.config, device.type
-    ):
+    if request.node.get_closest_marker("compile") and not _compile_runs(request, device.type):
         compat.not_run(
             "compile check on CPU: opt in with `-m compile` or ADAPTER_COMPAT_COMPILE=1 "
             "(nox -s cell-X -- -m compile)"

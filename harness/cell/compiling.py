@@ -6,6 +6,10 @@ reused. Inductor answers them on CUDA at full cost; on CPU its C++ code generati
 minutes per graph on a 2-core runner while ``aot_eager`` runs the same dynamo tracing,
 guards and AOTAutograd front end in seconds. ``ADAPTER_COMPAT_COMPILE_BACKEND`` overrides
 (e.g. ``inductor`` to exercise CPU code generation too).
+
+On CPU the compile checks are opt-in (``suites/conftest.py``), except the rows of
+:data:`CPU_DEFAULT`: one compiled hot-swap on the smallest architecture, so every grid asks
+dynamo's guard question at least once without the full compile set's minutes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,22 @@ import torch
 BACKEND_ENV = "ADAPTER_COMPAT_COMPILE_BACKEND"
 #: device type -> default backend
 DEFAULT_BACKEND = {"cuda": "inductor", "cpu": "aot_eager"}
+
+
+#: Compile checks in the default CPU grid (no opt-in): node name -> the backend they were
+#: sized for. With another backend forced (``ADAPTER_COMPAT_COMPILE_BACKEND=inductor``)
+#: they are opt-in again, like the rest.
+CPU_DEFAULT: dict[str, str] = {"test_compiled_hotswap[sd15]": "aot_eager"}
+
+
+def runs_by_default(node_name: str, device: torch.device | str) -> bool:
+    """Whether a ``compile``-marked check runs without opt-in: every one on CUDA; on CPU
+    the :data:`CPU_DEFAULT` rows, with their backend."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return True
+    sized_for = CPU_DEFAULT.get(node_name)
+    return sized_for is not None and backend_for(kind) == sized_for
 
 
 def backend_for(device: torch.device | str) -> str:

@@ -7,7 +7,8 @@ does not target, the swapped adapter contributes nothing). Swaps documented to w
 a message naming something of B, leaving A exactly as it was. A swap that keeps the old lora_B / alpha, that
 silently ignores keys, or that half-applies before raising is a finding. UNSUPPORTED before
 diffusers 0.33 / peft 0.15 (no ``hotswap``). The compiled scenario (marker ``compile``)
-swaps under ``torch._dynamo.config.patch(error_on_recompile=True)``.
+swaps under ``torch._dynamo.config.patch(error_on_recompile=True)``; its swap-only row runs
+in the default CPU grid with ``aot_eager``, the rest of the compile set stays opt-in.
 """
 
 from __future__ import annotations
@@ -213,12 +214,21 @@ def test_ip_swap(compat: Any, life_ipa: Any, case: str) -> None:
         )
 
 
+#: What follows the compiled hot-swap: nothing (the default-grid row: the guard question
+#: alone, one compile), or ``set_adapters`` + ``unload_lora_weights`` on the compiled
+#: denoiser (opt-in on CPU with the other compile checks: the unload recompiles).
+COMPILED_THEN = ("swap", "set_adapters-unload")
+
+
 @pytest.mark.compile
-@pytest.mark.parametrize("arch", ("sd15",))
-def test_compiled_hotswap(compat: Any, life_scene: Any, device: Any, arch: str) -> None:
+@pytest.mark.parametrize(
+    "arch,then", [("sd15", t) for t in COMPILED_THEN], ids=["sd15", "sd15-then-set_adapters-unload"]
+)
+def test_compiled_hotswap(compat: Any, life_scene: Any, device: Any, arch: str, then: str) -> None:
     """enable_lora_hotswap(target_rank) + compiled denoiser: a swap to another rank does not
-    recompile and gives B's output; set_adapters and unload still work afterwards."""
-    compat.param(arch=arch, scenario="compiled")
+    recompile and gives B's output; ``then``: set_adapters and unload still work afterwards.
+    ``[sd15]`` runs in the default CPU grid (``harness.cell.compiling.CPU_DEFAULT``)."""
+    compat.param(arch=arch, scenario="compiled", then=then)
     compat.valid_input("a padded hot-swap after enable_lora_hotswap, as the compile guide shows")
     backend = compiling.backend_for(device)
     compat.detail(compile_backend=backend)
@@ -231,6 +241,58 @@ def test_compiled_hotswap(compat: Any, life_scene: Any, device: Any, arch: str) 
     import torch._dynamo
 
     torch._dynamo.reset()
+    try:
+        _compiled_swap(compat, scene, pipe, bank, a, b, b_spec, backend, then)
+    finally:
+        torch._dynamo.reset()
+
+
+def _compiled_swap(
+    compat: Any, scene: Any, pipe: Any, bank: Any, a: Any, b: Any, b_spec: Any, backend: str,
+    then: str,
+) -> None:  # fmt: skip
+    import torch._dynamo
+
+    with compat.library_call():
+        pipe.enable_lora_hotswap(target_rank=8)
+        pipe.load_lora_weights(_copy(a.built.state_dict), adapter_name="style")
+        pipe.unet = torch.compile(pipe.unet, backend=backend)
+        start = time.perf_counter()
+        run_step(pipe)
+        compile_s = time.perf_counter() - start
+    compat.detail(compile_seconds=round(compile_s, 1))
+    with compat.library_call(), torch._dynamo.config.patch(error_on_recompile=True):
+        pipe.load_lora_weights(_copy(b.built.state_dict), adapter_name="style", hotswap=True)
+        start = time.perf_counter()
+        got = run_step(pipe)
+        compat.detail(post_swap_step_seconds=round(time.perf_counter() - start, 2))
+    model = LifecycleModel()
+    model.load("style", b_spec.content, b.modules)
+    want = run_step(patched_copy(scene, bank, model))
+    close, delta = outputs_close(got, want, scene.dtype)
+    compat.detail(swap_max_abs_diff=delta)
+    if not close and delta > 1e-4:
+        compat.finding(
+            Outcome.WRONG_RESULT, f"compiled output after swap differs from B (max {delta:.3g})"
+        )
+    if then == "swap":
+        return
+    with compat.library_call():
+        pipe.set_adapters(["style"], [0.5])
+        got = run_step(pipe)
+    model.set_adapters(["style"], [0.5])
+    close, delta = outputs_close(got, run_step(patched_copy(scene, bank, model)), scene.dtype)
+    if not close and delta > 1e-4:
+        compat.finding(
+            Outcome.WRONG_RESULT, f"set_adapters on the compiled UNet: max diff {delta:.3g}"
+        )
+    with compat.library_call():
+        pipe.unload_lora_weights()
+        got = run_step(pipe)
+    close, delta = outputs_close(got, run_step(scene.fresh()), scene.dtype)
+    compat.detail(unload_max_abs_diff=delta)
+    if not close and delta > 1e-4:
+        compat.finding(Outcome.STALE_STATE, f"unload on the compiled UNet: max diff {delta:.3g}")
     with compat.library_call():
         pipe.enable_lora_hotswap(target_rank=8)
         pipe.load_lora_weights(_copy(a.built.state_dict), adapter_name="style")
