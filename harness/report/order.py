@@ -14,6 +14,7 @@ from typing import Any
 #: Suites in reading order; suites not listed follow, alphabetically.
 SUITE_ORDER: tuple[str, ...] = (
     "lora",
+    "families",
     "ip_adapter",
     "lifecycle",
     "shared",

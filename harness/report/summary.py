@@ -24,6 +24,7 @@ OPERATION = "operation"  # the check's test function: ``unload_restores``
 #: lacking one of the keys falls back to its operation.
 GROUP_BY: dict[str, tuple[str, ...]] = {
     "lora": ("arch", "format"),
+    "families": ("family",),
     "lora/lifecycle": (OPERATION,),
     "ip_adapter": ("arch", "variant"),
     "lifecycle": (OPERATION,),
