@@ -130,6 +130,20 @@ def test_suites_hold_test_files_only() -> None:
     assert bad == []
 
 
+def test_suite_test_modules_have_distinct_import_names() -> None:
+    """A cell collects every suite in one pytest session: two ``test_lifecycle.py`` outside
+    packages import as the same module name and the whole cell fails to collect. A suite
+    folder with an ``__init__.py`` is a package, so its modules are named after it."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "suites").rglob("test_*.py")):
+        if path.parent.name == "invokeai":  # its own cells run it alone (matrix.targets)
+            continue
+        package = (path.parent / "__init__.py").exists()
+        name = f"{path.parent.name}.{path.stem}" if package else path.stem
+        seen.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
+
+
 def test_test_modules_do_not_import_each_other() -> None:
     bad = []
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
