@@ -21,6 +21,7 @@ from typing import Any
 from harness.cell.classify import Unsupported
 from harness.drivers.probe import accepts
 from harness.inputs.checkpoints.lora.layouts import Layer, layout_of
+from harness.inputs.families.layouts import LAYOUTS, LayoutLora, expand, write_layout_lora
 from harness.inputs.families.lora_files import (
     ADAPTER_METADATA_KEY,
     FamilyLora,
@@ -30,6 +31,7 @@ from harness.inputs.families.lora_files import (
 from harness.inputs.families.pipelines import FamilyZoo
 from harness.inputs.families.table import FAMILIES, Family
 from harness.oracles.lora import Reference, base_weight
+from harness.oracles.lora_layouts import layout_reference
 from harness.oracles.lora_peft import adapter_metadata, peft_reference
 from harness.scenarios.lora import Scene
 
@@ -103,6 +105,36 @@ class FamilyScene(Scene):
         if set(ref.unknown_keys) != set(built.stray_keys):  # writer and reference disagree
             raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")
         return built, ref
+
+    def layout_lora(
+        self,
+        layout_row: str,
+        seed: int = 0,
+        alpha: float | None = ALPHA,
+        omit: tuple[str, ...] = (),
+        stray: bool = False,
+    ) -> tuple[LayoutLora, Reference]:
+        """A non-diffusers file of ``layout_row`` (e.g. ``wan-musubi``) on every module its
+        table names in this model, and its reference read back with the same table."""
+        layout = LAYOUTS[layout_row]
+        layers = self.layout[self.component].layers
+        if not expand(layout, layers):  # the table names nothing in this model: our bug
+            raise RuntimeError(f"{layout_row}: no module of the layout in {self.family.name}")
+        built = write_layout_lora(layout, layers, RANK, alpha, seed, omit, stray)
+        ref = layout_reference(built.state_dict, layout, self.component, layers)
+        if set(ref.unknown_keys) != set(built.stray_keys):  # writer and reference disagree
+            raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")
+        return built, ref
+
+
+def converter_in_release(name: str) -> bool:
+    """Whether the installed diffusers has the converter function ``name`` (a fact for
+    the record: a row is judged the same either way)."""
+    try:
+        from diffusers.loaders import lora_conversion_utils
+    except ImportError:
+        return False
+    return callable(getattr(lora_conversion_utils, name, None))
 
 
 def reads_adapter_metadata() -> bool:

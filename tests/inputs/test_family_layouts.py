@@ -1,0 +1,105 @@
+"""The non-diffusers layout tables and writer against the layout oracle, on the families'
+tiny models of the installed diffusers: every block Linear is named by each layout, the
+keys are spelled as the trainers spell them, and the reference reads alpha, fused rows,
+strays and lone tensors from the file alone (values checked against hand-picked keys)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from harness.inputs.checkpoints.lora.layouts import layout_of  # noqa: E402
+from harness.inputs.families.layouts import (  # noqa: E402
+    LAYOUT_LIST,
+    LAYOUTS,
+    expand,
+    write_layout_lora,
+)
+from harness.inputs.families.pipelines import FamilyZoo  # noqa: E402
+from harness.inputs.families.table import FAMILIES  # noqa: E402
+from harness.oracles.lora_layouts import layout_reference  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def layers() -> dict:
+    zoo = FamilyZoo(device=torch.device("cpu"), dtype=torch.float32)
+    out = {}
+    for name in sorted({layout.family for layout in LAYOUT_LIST}):
+        family = FAMILIES[name]
+        out[name] = layout_of(getattr(zoo.get(family), family.attr)).layers
+    return out
+
+
+@pytest.mark.parametrize("layout", LAYOUT_LIST, ids=lambda layout: layout.row)
+def test_layout_names_every_block_linear(layers: dict, layout) -> None:
+    model = layers[layout.family]
+    named = {t for targets in expand(layout, model).values() for t in targets}
+    prefixes = FAMILIES[layout.family].blocks
+    blocks = {p for p, layer in model.items() if p.startswith(prefixes) and not layer.conv}
+    assert blocks and blocks == named, sorted(blocks ^ named)
+
+
+def test_trainer_spellings(layers: dict) -> None:
+    musubi = write_layout_lora(LAYOUTS["wan-musubi"], layers["wan"])
+    assert "lora_unet_blocks_1_ffn_2.lora_down.weight" in musubi.state_dict
+    assert "lora_unet_blocks_0_cross_attn_o.alpha" in musubi.state_dict
+    original = write_layout_lora(LAYOUTS["wan-original-ab"], layers["wan"])
+    assert "diffusion_model.blocks.0.self_attn.q.lora_B.weight" in original.state_dict
+    kohya = write_layout_lora(LAYOUTS["flux2-kohya"], layers["flux2"])
+    assert kohya.state_dict["lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight"].shape[0] == (
+        3 * layers["flux2"]["transformer_blocks.0.attn.to_q"].out_features
+    )
+    ait = write_layout_lora(LAYOUTS["flux2-aitoolkit"], layers["flux2"])
+    assert not any(k.endswith(".alpha") for k in ait.state_dict)
+
+
+def test_reference_reads_alpha_from_the_module_key(layers: dict) -> None:
+    layout = LAYOUTS["wan-musubi"]
+    built = write_layout_lora(layout, layers["wan"], rank=4, alpha=2.0, seed=3)
+    sd = built.state_dict
+    ref = layout_reference(sd, layout, "transformer", layers["wan"])
+    stem = "lora_unet_blocks_1_ffn_0"
+    expected = 0.5 * sd[f"{stem}.lora_up.weight"].double() @ sd[f"{stem}.lora_down.weight"].double()
+    torch.testing.assert_close(ref.delta("transformer", "blocks.1.ffn.net.0.proj"), expected)
+    del sd[f"{stem}.alpha"]  # no alpha: scale 1
+    ref = layout_reference(sd, layout, "transformer", layers["wan"])
+    torch.testing.assert_close(ref.delta("transformer", "blocks.1.ffn.net.0.proj"), 2 * expected)
+
+
+def test_reference_splits_a_fused_layer_by_rows(layers: dict) -> None:
+    layout = LAYOUTS["flux2-aitoolkit"]
+    built = write_layout_lora(layout, layers["flux2"], seed=4)
+    sd = built.state_dict
+    ref = layout_reference(sd, layout, "transformer", layers["flux2"])
+    stem = "diffusion_model.double_blocks.0.txt_attn.qkv"
+    up, down = sd[f"{stem}.lora_B.weight"].double(), sd[f"{stem}.lora_A.weight"].double()
+    width = layers["flux2"]["transformer_blocks.0.attn.add_k_proj"].out_features
+    expected = up[width : 2 * width] @ down  # k: the middle rows, scale 1 (no alpha)
+    torch.testing.assert_close(
+        ref.delta("transformer", "transformer_blocks.0.attn.add_k_proj"), expected
+    )
+
+
+def test_reference_sets_aside_strays_and_lone_tensors(layers: dict) -> None:
+    layout = LAYOUTS["qwenimage-kohya"]
+    built = write_layout_lora(layout, layers["qwenimage"], stray=True)
+    assert built.stray_keys and all("bogus0" in k for k in built.stray_keys)
+    sd = dict(built.state_dict)
+    lone = "lora_unet_transformer_blocks_1_attn_to_v.lora_up.weight"
+    del sd["lora_unet_transformer_blocks_1_attn_to_v.lora_down.weight"]
+    ref = layout_reference(sd, layout, "transformer", layers["qwenimage"])
+    assert set(built.stray_keys) < set(ref.unknown_keys)
+    assert lone in ref.unknown_keys
+    assert ("transformer", "transformer_blocks.1.attn.to_v") not in ref.terms
+    assert ("transformer", "transformer_blocks.1.attn.to_q") in ref.terms
+
+
+def test_partial_case_leaves_out_one_module(layers: dict) -> None:
+    for layout in LAYOUT_LIST:
+        missing, group = layout.partial
+        assert missing in group
+        full = write_layout_lora(layout, layers[layout.family])
+        part = write_layout_lora(layout, layers[layout.family], omit=(missing,))
+        assert set(full.modules) - set(part.modules) == {missing}, layout.row
