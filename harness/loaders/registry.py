@@ -37,10 +37,15 @@ INVOKEAI_FLUX = {"peft": ("transformer",), "kohya": ("transformer", "text_encode
 PROBE = "import harness.loaders.{module} as m; m.make_loader()"
 
 
-def _invokeai_recipe(version: str, kind: str) -> InstallRecipe:
-    lock = f"-r {INVOKEAI_DIR / 'locks' / (version + '.txt')}"
-    no_deps = (f"invokeai=={version}",) if kind == "no-deps" else ()
-    return InstallRecipe((lock,), no_deps, PROBE.format(module="invokeai"))
+def _invokeai_recipe(cell: dict[str, Any]) -> InstallRecipe:
+    """``no-deps``: the lock, then the app alone; ``full``: the lock is the whole closure,
+    its torchvision named again next to it (the cell's torch is pinned by the driver)."""
+    version = cell["version"]
+    requirements = [f"-r {INVOKEAI_DIR / 'locks' / (version + '.txt')}"]
+    if "torchvision" in cell.get("torch_pair", {}):
+        requirements.append(f"torchvision=={cell['torch_pair']['torchvision']}")
+    no_deps = (f"invokeai=={version}",) if cell["recipe"] == "no-deps" else ()
+    return InstallRecipe(tuple(requirements), no_deps, PROBE.format(module="invokeai"))
 
 
 @cache
@@ -58,7 +63,7 @@ def invokeai_spec() -> LoaderSpec:
         implementation="harness.loaders.invokeai:make_loader",
         naming="bfl",
         claims=(Claim("5.4.0", "flux", INVOKEAI_FLUX),),
-        recipes={c["version"]: _invokeai_recipe(c["version"], c["recipe"]) for c in data["cells"]},
+        recipes={c["version"]: _invokeai_recipe(c) for c in data["cells"]},
     )
 
 

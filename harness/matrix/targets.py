@@ -6,14 +6,18 @@ venv, the lock next to the pinned torch, the app ``--no-deps`` where the recipe 
 then the import probe - so ``adapter-compat run --target invokeai`` and ``nox -s
 invokeai-5.4.1`` build the same venv the same way. uv ignores pip's constraints file, so
 torch is always named with its exact version (the local wheel): an unpinned torch would
-pull multi-GB CUDA wheels. A failed install or probe is recorded as ``install_failed``
-with its reason. Stdlib-only.
+pull multi-GB CUDA wheels. A release that needs the app's whole stack (recipe ``full``)
+brings its own torch: the ``torch_pair`` its lock was resolved with (torch + the
+torchvision built for it - a torchvision beside another torch fails to load its
+kernels), from the index or a wheel folder named by :data:`APP_FIND_LINKS_ENV`. A failed
+install or probe is recorded as ``install_failed`` with its reason. Stdlib-only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +41,10 @@ if TYPE_CHECKING:
 TARGETS = {"invokeai": invokeai_data}
 #: The suite a target cell runs.
 SUITES = {"invokeai": "suites/invokeai"}
+#: Extra wheel folders (space-separated) for the ``full`` recipe's torch pairs: a machine
+#: with local CUDA wheels names them here; without it the pair comes from the index. Not
+#: read for the diffusers matrix, whose ``local`` torch is the newest wheel it finds.
+APP_FIND_LINKS_ENV = "ADAPTER_COMPAT_APP_FIND_LINKS"
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,15 @@ def target_cells(target: str, selector: str | None = None) -> list[TargetCell]:
         TargetCell(c["version"], c["released"], spec, index == 0, target)
         for index, spec in enumerate(specs)
         for c in data["cells"]
+        if "torch_pair" not in c
     ]
+    every += [  # their own torch: one cell each, whatever the axis
+        TargetCell(c["version"], c["released"], pair_torch(c["torch_pair"]["torch"]), True, target)
+        for c in data["cells"]
+        if "torch_pair" in c
+    ]
+    order = {c["version"]: index for index, c in enumerate(data["cells"])}
+    every.sort(key=lambda cell: (not cell.default_torch, order[cell.version]))
     selector = (selector or "default").strip()
     if selector == "all":
         return every
@@ -109,8 +125,26 @@ def install_commands(cell: TargetCell, python: Path) -> list[list[str]]:
     return steps
 
 
+def app_find_links() -> list[str]:
+    """The folders named by :data:`APP_FIND_LINKS_ENV` that exist."""
+    folders = os.environ.get(APP_FIND_LINKS_ENV, "").split()
+    return [f.removeprefix("file://") for f in folders if Path(f.removeprefix("file://")).is_dir()]
+
+
+def pair_torch(version: str) -> cells.TorchSpec:
+    """A ``torch_pair``'s torch: its wheel from a local folder when one has it (no
+    download), else ``torch==version`` from the index - never the torch axis's."""
+    py = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    for folder in [*app_find_links(), *cells.find_links_dirs()]:
+        if any(Path(folder).glob(f"torch-{version}-{py}-*.whl")):
+            return cells.TorchSpec("wheel", version, folder)
+    return cells.TorchSpec("index", version)
+
+
 def _links(cell: TargetCell) -> list[str]:
     links = list(cells.find_links_dirs())
+    if not cell.recipe.no_deps:  # the full recipe: its torch pair may lie in the app folders
+        links += [f for f in app_find_links() if f not in links]
     if cell.torch.find_links and cell.torch.find_links not in links:
         links.append(cell.torch.find_links)
     return links

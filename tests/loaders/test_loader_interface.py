@@ -83,3 +83,54 @@ def test_target_cells_sort_after_diffusers_and_say_whose() -> None:
     ]
     assert ordered[3].version_label == "invokeai 5.4.1"
     assert ordered[1].target == "diffusers"
+
+
+def _full_cells() -> list[targets.TargetCell]:
+    return [c for c in targets.target_cells("invokeai", "all") if not c.recipe.no_deps]
+
+
+def test_full_cells_bring_their_own_torch_pair() -> None:
+    """A full cell installs the torch + torchvision its lock was resolved with, both named
+    exactly (an unpinned torch pulls CUDA wheels; a torchvision beside another torch fails
+    to load its kernels), and the lock pins the same pair."""
+    data = targets.TARGETS["invokeai"]()
+    pairs = {c["version"]: c["torch_pair"] for c in data["cells"] if "torch_pair" in c}
+    full = _full_cells()
+    assert full and all(c.version in pairs for c in full)
+    for cell in full:
+        pair = pairs[cell.version]
+        assert cell.torch.version == pair["torch"] and cell.default_torch
+        (command,) = targets.install_commands(cell, Path("/venv/bin/python"))
+        assert f"torch=={pair['torch']}" in command
+        assert f"torchvision=={pair['torchvision']}" in command
+        lock = cell.lock_file.read_text().splitlines()
+        assert f"torch=={pair['torch']}" in lock and f"torchvision=={pair['torchvision']}" in lock
+        assert f"invokeai=={cell.version}" in lock
+
+
+def test_full_cells_ignore_the_torch_axis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTER_COMPAT_TORCH", "local,2.5.1")
+    every = targets.target_cells("invokeai", "all")
+    no_deps = [c for c in every if c.recipe.no_deps]
+    assert {c.torch.version.split("+")[0] for c in no_deps} >= {"2.5.1"}  # the axis, twice
+    full_names = [c.name for c in every if not c.recipe.no_deps]
+    assert full_names == [f"invokeai-{c.version}" for c in _full_cells()]  # once each
+
+
+def test_pair_torch_from_the_app_wheel_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cell = _full_cells()[-1]
+    version = cell.torch.version
+    monkeypatch.delenv(targets.APP_FIND_LINKS_ENV, raising=False)
+    assert targets.pair_torch("0.0.1").kind == "index"
+    py = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    (tmp_path / f"torch-{version}-{py}-{py}-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    monkeypatch.setenv(targets.APP_FIND_LINKS_ENV, str(tmp_path))
+    assert targets.pair_torch(version) == targets.cells.TorchSpec("wheel", version, str(tmp_path))
+    full = targets.target_cells("invokeai", cell.version)[0]
+    (command,) = targets.install_commands(full, Path("/venv/bin/python"))
+    assert str(tmp_path) in command
+    no_deps = targets.target_cells("invokeai", "5.4.1")[0]
+    first, _ = targets.install_commands(no_deps, Path("/venv/bin/python"))
+    assert str(tmp_path) not in first  # the diffusers-free cells keep their local torch
