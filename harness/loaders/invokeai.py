@@ -8,10 +8,15 @@ or ``lora_model_from_flux_kohya_state_dict(sd)``). The converters live in
 ``invokeai.backend.lora.conversions`` up to 5.4 and ``invokeai.backend.patches.
 lora_conversions`` from 5.5.
 
+Where the release's LoRA model loader (the app module that calls the converters) is
+importable (recipe ``full``), it is imported first, as the app's process does before it
+reads a LoRA: from 6.0 the converter modules are part of an import cycle that only
+resolves in that order.
+
 The result's layers are read with plain torch - each ``LoRALayer``'s ``up`` / ``down`` and
 its ``scale()`` (alpha / rank, what the app's patcher multiplies by), each
-``ConcatenatedLoRALayer``'s sub-layers stacked by rows - never through the app's own
-merge. Names come out in BFL naming (``double_blocks.1.img_attn.qkv``) for the
+``ConcatenatedLoRALayer``'s sub-layers stacked by rows, each ``MergedLayerPatch``'s
+sub-layers at their ``ranges`` - never through the app's own merge. Names come out in BFL naming (``double_blocks.1.img_attn.qkv``) for the
 transformer and module paths for CLIP, with InvokeAI's ``lora_transformer-`` /
 ``lora_clip-`` prefixes turned into components.
 """
@@ -38,6 +43,12 @@ MODULE_PATHS = (
 )
 #: InvokeAI's layer-name prefixes -> our components.
 PREFIXES = {"lora_transformer-": "transformer", "lora_clip-": "text_encoder"}
+#: Imported before the converters when present (the app's own order; see the docstring).
+APP_ENTRY = "invokeai.backend.model_manager.load.model_loaders.lora"
+#: Rows of the fused Flux layers a ``MergedLayerPatch`` lands in. Its ``ranges`` place
+#: each part; a part the file lacks has no range, so the rows past the last range come
+#: from the converter's own Flux-dev widths (hidden 3072, MLP 4 x 3072).
+MERGED_ROWS = {"qkv": 3 * 3072, "linear1": 3 * 3072 + 4 * 3072}
 
 
 class InvokeAILoader:
@@ -45,6 +56,7 @@ class InvokeAILoader:
 
     def __init__(self) -> None:
         self.version = metadata.version("invokeai")
+        _import_app_entry()
         errors = []
         for diffusers_path, kohya_path in MODULE_PATHS:
             try:
@@ -85,7 +97,21 @@ class InvokeAILoader:
 
     def deltas(self, converted: Any) -> dict[str, WeightDelta]:
         """Read the converted layers (ours: a failure here is a harness error)."""
-        return {_name(key): layer_delta(layer) for key, layer in converted.layers.items()}
+        return {
+            _name(key): layer_delta(layer, MERGED_ROWS.get(key.rsplit(".", 1)[-1]))
+            for key, layer in converted.layers.items()
+        }
+
+
+def _import_app_entry() -> None:
+    """Import the app's LoRA model loader first, unless the cell lacks its stack
+    (``no-deps``: a missing third-party module); anything else it raises is the release's
+    import error."""
+    try:
+        importlib.import_module(APP_ENTRY)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "invokeai":
+            raise
 
 
 def _name(key: str) -> str:
@@ -95,10 +121,13 @@ def _name(key: str) -> str:
     return key
 
 
-def layer_delta(layer: Any) -> WeightDelta:
+def layer_delta(layer: Any, merged_rows: int | None = None) -> WeightDelta:
     """A layer's effective delta from its factors: ``scale() * up @ down`` per LoRA layer,
-    a concatenated layer's sub-layers stacked by rows (times its own scale)."""
+    a concatenated layer's sub-layers stacked by rows (times its own scale), a merged
+    layer's sub-layers at their ranges in ``merged_rows`` rows (the fused module's)."""
     subs = getattr(layer, "lora_layers", None)
+    if subs is not None and hasattr(layer, "ranges"):
+        return _merged_delta(subs, layer.ranges, merged_rows)
     if subs is not None:
         if getattr(layer, "concat_axis", 0) != 0:
             raise NotImplementedError(f"concatenation along axis {layer.concat_axis}")
@@ -118,6 +147,22 @@ def layer_delta(layer: Any) -> WeightDelta:
     down = layer.down.reshape(layer.down.shape[0], -1)
     out = WeightDelta(layer.up.shape[0], down.shape[1], dtype=layer.up.dtype)
     out.add(0, layer.up, layer.down, float(layer.scale()))
+    return out
+
+
+def _merged_delta(subs: Any, ranges: Any, merged_rows: int | None) -> WeightDelta:
+    """``MergedLayerPatch`` (5.6+): the app zero-fills the module's rows and adds each
+    sub-layer's delta at its range (the sub-layers carry their own scale)."""
+    ends = [r.end for r in ranges]
+    if not subs:
+        raise NotImplementedError("a merged layer without sub-layers")
+    columns = subs[0].down.reshape(subs[0].down.shape[0], -1).shape[1]
+    out = WeightDelta(max([*ends, merged_rows or 0]), columns, dtype=subs[0].up.dtype)
+    for sub, span in zip(subs, ranges, strict=True):
+        _check_plain(sub)
+        if sub.up.shape[0] != span.end - span.start:
+            raise ValueError(f"sub-layer of {sub.up.shape[0]} rows in range {span}")
+        out.add(span.start, sub.up, sub.down, float(sub.scale()))
     return out
 
 
