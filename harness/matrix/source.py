@@ -298,8 +298,9 @@ def build_wheel(tree: SourceTree, log: Callable[[str], None] = print) -> tuple[P
                 target = wheel_dir(tree)
                 target.mkdir(parents=True, exist_ok=True)
                 final = target / built[0].name
-                shutil.copy2(built[0], final.with_suffix(".tmp"))
-                os.replace(final.with_suffix(".tmp"), final)
+                partial = final.with_suffix(f".{os.getpid()}.tmp")  # two builders never share it
+                shutil.copy2(built[0], partial)
+                os.replace(partial, final)
                 seconds = time.perf_counter() - begin
                 log(f"source: built {final.name} at {tree.label} in {seconds:.1f} s")
                 return final, seconds
