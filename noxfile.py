@@ -201,10 +201,7 @@ def tests(session: nox.Session) -> None:
     install_cell(session, newest)
     session.install(*OUTER_DEPS, *TEST_DEPS, cell_coverage.REQUIREMENT, silent=True)
     session.install("-e", ".", "--no-deps", silent=True)
-    # loadgroup: the end-to-end source-cell / bisect tests share one build cache and its
-    # venvs, so they run on one worker, one after the other
-    jobs = os.environ.get("ADAPTER_COMPAT_TEST_JOBS", "2")
-    args = session.posargs or ["-n", jobs, "--dist", "loadgroup"]
+    args = session.posargs or ["-n", os.environ.get("ADAPTER_COMPAT_TEST_JOBS", "2")]
     session.run("pytest", "tests", "-p", "no:cacheprovider", *args, env={"HF_HUB_OFFLINE": "1"})
 
 

@@ -128,8 +128,7 @@ def test_report_places_source_cells_after_every_release() -> None:
     assert model.checks[0].first_regression == "0.38.0.dev0"
 
 
-@pytest.mark.xdist_group("selftest-source-cache")  # one shared build cache + venvs
-def test_source_cell_end_to_end(history, tmp_path) -> None:
+def test_source_cell_end_to_end(history, tmp_path, source_cache_lock) -> None:
     """``run --source REPO@REF`` builds the commit's wheel, installs it over the newest
     release's companions, runs one row and reports the cell after the releases, with the
     commit, its date and subject and the declared version in its cell record."""

@@ -119,8 +119,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.xdist_group("selftest-source-cache")  # one shared build cache + venvs
-def test_commit_bisect_finds_the_planted_commit_and_its_fix(history, tmp_path) -> None:
+def test_commit_bisect_finds_the_planted_commit_and_its_fix(
+    history, tmp_path, source_cache_lock
+) -> None:
     """Built, installed and run for real: the released sources pass, the planted early
     return is the first bad commit (its PR and loader file named), the revert the first
     fixed one. ``--fresh``: every verdict is measured again, only wheels are reused (the

@@ -267,8 +267,7 @@ def test_a_file_url_goes_the_url_way(clone, tmp_path, monkeypatch) -> None:
 
 
 # -- end to end: a real bisect over a tiny history -------------------------------------------
-@pytest.mark.xdist_group("selftest-source-cache")  # one shared build cache + venvs
-def test_newly_red_bisect_end_to_end(tmp_path) -> None:
+def test_newly_red_bisect_end_to_end(tmp_path, source_cache_lock) -> None:
     """The tiny history (v0.42.1, the planted early return #4242, an unrelated commit):
     a source cell of main red on the SD1.5 LoRA row, the release green. The step builds
     (cached wheels), installs and runs the row for real and names the planted commit; the
