@@ -276,45 +276,8 @@ def _compiled_swap(
             Outcome.WRONG_RESULT, f"compiled output after swap differs from B (max {delta:.3g})"
         )
     if then == "swap":
+        torch._dynamo.reset()  # no compiled graph outlives its row
         return
-    with compat.library_call():
-        pipe.set_adapters(["style"], [0.5])
-        got = run_step(pipe)
-    model.set_adapters(["style"], [0.5])
-    close, delta = outputs_close(got, run_step(patched_copy(scene, bank, model)), scene.dtype)
-    if not close and delta > 1e-4:
-        compat.finding(
-            Outcome.WRONG_RESULT, f"set_adapters on the compiled UNet: max diff {delta:.3g}"
-        )
-    with compat.library_call():
-        pipe.unload_lora_weights()
-        got = run_step(pipe)
-    close, delta = outputs_close(got, run_step(scene.fresh()), scene.dtype)
-    compat.detail(unload_max_abs_diff=delta)
-    if not close and delta > 1e-4:
-        compat.finding(Outcome.STALE_STATE, f"unload on the compiled UNet: max diff {delta:.3g}")
-    with compat.library_call():
-        pipe.enable_lora_hotswap(target_rank=8)
-        pipe.load_lora_weights(_copy(a.built.state_dict), adapter_name="style")
-        pipe.unet = torch.compile(pipe.unet, backend=backend)
-        start = time.perf_counter()
-        run_step(pipe)
-        compile_s = time.perf_counter() - start
-    compat.detail(compile_seconds=round(compile_s, 1))
-    with compat.library_call(), torch._dynamo.config.patch(error_on_recompile=True):
-        pipe.load_lora_weights(_copy(b.built.state_dict), adapter_name="style", hotswap=True)
-        start = time.perf_counter()
-        got = run_step(pipe)
-        compat.detail(post_swap_step_seconds=round(time.perf_counter() - start, 2))
-    model = LifecycleModel()
-    model.load("style", b_spec.content, b.modules)
-    want = run_step(patched_copy(scene, bank, model))
-    close, delta = outputs_close(got, want, scene.dtype)
-    compat.detail(swap_max_abs_diff=delta)
-    if not close and delta > 1e-4:
-        compat.finding(
-            Outcome.WRONG_RESULT, f"compiled output after swap differs from B (max {delta:.3g})"
-        )
     with compat.library_call():
         pipe.set_adapters(["style"], [0.5])
         got = run_step(pipe)
