@@ -110,6 +110,21 @@ class Scene:
             out[component] = cmp
         return out
 
+    def expect_effect(
+        self, compat: Any, pipe: Any, ref: Reference, what: str, weight: float = 1.0,
+        prefix: str = "after ",
+    ) -> None:  # fmt: skip
+        """The pipeline now computes base + weight * reference delta, else the finding of
+        ``judge_load`` prefixed with what was done. The probe runs outside any library call."""
+        from harness.cell.classify import Finding
+        from harness.drivers.lora import judge_load
+
+        comparisons = self.compare(self.observe(pipe), ref, weight)
+        try:
+            judge_load(ref, comparisons, [], [], compat, self.classes)
+        except Finding as exc:
+            raise Finding(exc.outcome, f"{prefix}{what}: {exc}") from None
+
     def restore_diff(self, pipe: Any) -> dict[str, float]:
         """Modules whose effective weight differs from pristine: exactly for plain layers
         (read directly), within probe rounding for layers still wrapped by an adapter."""

@@ -34,22 +34,13 @@ def _loaded(compat, scene, tmp_path, seed: int):
     return pipe, ref
 
 
-def _expect_effect(compat, scene, pipe, ref, what: str, weight: float = 1.0) -> None:
-    """The pipeline now computes base + weight * reference delta (else a finding)."""
-    comparisons = scene.compare(scene.observe(pipe), ref, weight)
-    try:
-        judge_load(ref, comparisons, [], [], compat, scene.classes)
-    except Finding as exc:
-        raise Finding(exc.outcome, f"after {what}: {exc}") from None
-
-
 @pytest.mark.parametrize("family", NAMES)
 def test_unload_restores(compat, family_scene, tmp_path, family: str) -> None:
     """load -> unload_lora_weights gives back the pristine weights exactly."""
     compat.param(family=family, format="peft")
     scene = family_scene(family)
     pipe, ref = _loaded(compat, scene, tmp_path, seed=2)
-    _expect_effect(compat, scene, pipe, ref, "load")
+    scene.expect_effect(compat, pipe, ref, "load")
     with compat.library_call():
         pipe.unload_lora_weights()
     changed = scene.restore_diff(pipe)
@@ -79,7 +70,7 @@ def test_fuse_unfuse(compat, family_scene, tmp_path, family: str) -> None:
         judge_load(ref, comparisons, [], [], compat, scene.classes)
     except Finding as exc:
         raise Finding(exc.outcome, f"fused weights: {exc}") from None
-    _expect_effect(compat, scene, pipe, ref, "fuse_lora (effective weights)")
+    scene.expect_effect(compat, pipe, ref, "fuse_lora (effective weights)")
     with compat.library_call():
         pipe.unfuse_lora(**scene.fuse_kwargs(pipe))
     left = {}
@@ -95,7 +86,7 @@ def test_fuse_unfuse(compat, family_scene, tmp_path, family: str) -> None:
             Outcome.STALE_STATE,
             f"unfuse_lora left {len(left)} module(s) fused: {', '.join(list(left)[:5])}",
         )
-    _expect_effect(compat, scene, pipe, ref, "unfuse_lora (adapter active again)")
+    scene.expect_effect(compat, pipe, ref, "unfuse_lora (adapter active again)")
 
 
 @pytest.mark.parametrize("family", NAMES)
@@ -107,7 +98,7 @@ def test_set_adapters_weight(compat, family_scene, tmp_path, family: str) -> Non
     for weight in (0.5, 2.0, 0.0):
         with compat.library_call():
             pipe.set_adapters([ADAPTER], [weight])
-        _expect_effect(compat, scene, pipe, ref, f"set_adapters([{ADAPTER!r}], [{weight}])", weight)
+        scene.expect_effect(compat, pipe, ref, f"set_adapters([{ADAPTER!r}], [{weight}])", weight)
 
 
 @pytest.mark.parametrize("family", NAMES)
@@ -121,7 +112,7 @@ def test_save_reload(compat, family_scene, tmp_path, family: str) -> None:
     loaded = tmp_path / "in"
     loaded.mkdir()
     pipe, ref = _loaded(compat, scene, loaded, seed=5)
-    _expect_effect(compat, scene, pipe, ref, "the first load")
+    scene.expect_effect(compat, pipe, ref, "the first load")
     saved = tmp_path / "out"
     with compat.library_call():
         kwargs = save_kwargs(scene, pipe, ADAPTER)
@@ -132,4 +123,4 @@ def test_save_reload(compat, family_scene, tmp_path, family: str) -> None:
         fresh.load_lora_weights(
             str(saved), weight_name="roundtrip.safetensors", adapter_name=ADAPTER
         )
-    _expect_effect(compat, scene, fresh, ref, "save_lora_weights + load_lora_weights")
+    scene.expect_effect(compat, fresh, ref, "save_lora_weights + load_lora_weights")

@@ -27,8 +27,6 @@ from typing import Any
 
 import pytest
 
-from harness.cell.classify import Finding
-from harness.drivers.lora import judge_load
 from harness.inputs.checkpoints.lora.cases import Case, full_case, realise
 from harness.inputs.checkpoints.lora.formats import FORMATS
 from harness.inputs.checkpoints.lora.layouts import DENOISER
@@ -108,20 +106,12 @@ def _setup(compat, scene_for, arch: str, way: str) -> tuple[Any, Any, Any, Any]:
     return scene, pipe, derive(compat, cls, pipe, way), ref
 
 
-def _expect_effect(compat, scene, pipe, ref, what: str, weight: float = 1.0) -> None:
-    comparisons = scene.compare(scene.observe(pipe), ref, weight)
-    try:
-        judge_load(ref, comparisons, [], [], compat, scene.classes)
-    except Finding as exc:
-        raise Finding(exc.outcome, f"{what}: {exc}") from None
-
-
 @pytest.mark.parametrize("arch,way", CASES, ids=IDS)
 def test_derived_effect(compat, scene_for, arch: str, way: str) -> None:
     """The derived pipeline computes with the adapter loaded into the original."""
     scene, _, derived, ref = _setup(compat, scene_for, arch, way)
     compat.detail(derived_class=type(derived).__name__)
-    _expect_effect(compat, scene, derived, ref, f"the pipeline derived by {way}")
+    scene.expect_effect(compat, derived, ref, f"the pipeline derived by {way}", prefix="")
 
 
 @pytest.mark.parametrize("arch,way", CASES, ids=IDS)
@@ -159,7 +149,11 @@ def test_derived_set_adapters(compat, scene_for, arch: str, way: str) -> None:
     )
     with compat.library_call():
         derived.set_adapters([A], [0.5])
-    _expect_effect(compat, scene, pipe, ref, "original after derived.set_adapters([A], [0.5])", 0.5)
+    scene.expect_effect(
+        compat, pipe, ref, "original after derived.set_adapters([A], [0.5])", 0.5, prefix=""
+    )
     with compat.library_call():
         pipe.set_adapters([A], [2.0])
-    _expect_effect(compat, scene, derived, ref, "derived after pipe.set_adapters([A], [2.0])", 2.0)
+    scene.expect_effect(
+        compat, derived, ref, "derived after pipe.set_adapters([A], [2.0])", 2.0, prefix=""
+    )

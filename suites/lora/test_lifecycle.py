@@ -78,16 +78,6 @@ def _lora(
     return built, parse(built.state_dict, lora_format, scene.arch, scene.layout)
 
 
-def _expect_effect(compat, scene, pipe, ref, what: str, weight: float = 1.0) -> None:
-    """The pipeline now computes base + weight * reference delta (else a finding)."""
-    observed = scene.observe(pipe)  # our identity probe, outside the library call
-    comparisons = scene.compare(observed, ref, weight)
-    try:
-        judge_load(ref, comparisons, [], [], compat, scene.classes)
-    except Finding as exc:
-        raise Finding(exc.outcome, f"after {what}: {exc}") from None
-
-
 def _expect_pristine(
     compat, scene, pipe, what: str, outcome: Outcome = Outcome.STALE_STATE
 ) -> None:
@@ -124,7 +114,7 @@ def test_unload_restores(compat, scene_for, arch: str, scope: str) -> None:
     built, ref = _lora(scene, scope=scope)
     pipe = scene.fresh()
     _load(compat, pipe, built)
-    _expect_effect(compat, scene, pipe, ref, "load")
+    scene.expect_effect(compat, pipe, ref, "load")
     with compat.library_call():
         pipe.unload_lora_weights()
     _expect_pristine(compat, scene, pipe, "unload_lora_weights")
@@ -151,7 +141,7 @@ def test_fuse_unfuse(compat, scene_for, arch: str, scope: str) -> None:
     _load(compat, pipe, built)
     with compat.library_call():
         pipe.fuse_lora(**scene.fuse_kwargs(pipe))
-        stored = scene.stored(pipe)
+    stored = scene.stored(pipe)  # our read of the weights, outside the library call
     comparisons = scene.compare(stored, ref)
     moved = sum(len(c.matched) + len(c.wrong) for c in comparisons.values())
     if not any(c.matched or c.wrong for c in comparisons.values()):
@@ -160,10 +150,10 @@ def test_fuse_unfuse(compat, scene_for, arch: str, scope: str) -> None:
         judge_load(ref, comparisons, [], [], compat, scene.classes)
     except Finding as exc:
         raise Finding(exc.outcome, f"fused weights: {exc}") from None
-    _expect_effect(compat, scene, pipe, ref, "fuse_lora (effective weights)")
+    scene.expect_effect(compat, pipe, ref, "fuse_lora (effective weights)")
     with compat.library_call():
         pipe.unfuse_lora(**scene.fuse_kwargs(pipe))
-        stored = scene.stored(pipe)
+    stored = scene.stored(pipe)  # our read of the weights, outside the library call
     left = {}
     for component, weights in stored.items():
         base = scene.base[component]
@@ -183,7 +173,7 @@ def test_fuse_unfuse(compat, scene_for, arch: str, scope: str) -> None:
             Outcome.STALE_STATE,
             f"unfuse_lora left {len(left)} module(s) fused: {', '.join(list(left)[:5])}",
         )
-    _expect_effect(compat, scene, pipe, ref, "unfuse_lora (adapter active again)")
+    scene.expect_effect(compat, pipe, ref, "unfuse_lora (adapter active again)")
 
 
 #: ``fuse_lora(lora_scale=...)``: a scale users pass to bake a LoRA in at less than full
@@ -212,7 +202,7 @@ def test_fuse_lora_scale(compat, scene_for, arch: str, scope: str) -> None:
     _load(compat, pipe, built)
     with compat.library_call():
         pipe.fuse_lora(lora_scale=FUSE_SCALE, **scene.fuse_kwargs(pipe))
-        stored = scene.stored(pipe)
+    stored = scene.stored(pipe)  # our read of the weights, outside the library call
     comparisons = scene.compare(stored, ref, FUSE_SCALE)
     if not any(c.matched or c.wrong for c in comparisons.values()):
         compat.finding(Outcome.SILENT_NOOP, "fuse_lora changed no stored weight")
@@ -220,9 +210,7 @@ def test_fuse_lora_scale(compat, scene_for, arch: str, scope: str) -> None:
         judge_load(ref, comparisons, [], [], compat, scene.classes)
     except Finding as exc:
         raise Finding(exc.outcome, f"weights fused with lora_scale={FUSE_SCALE}: {exc}") from None
-    _expect_effect(
-        compat, scene, pipe, ref, f"fuse_lora(lora_scale={FUSE_SCALE})", weight=FUSE_SCALE
-    )
+    scene.expect_effect(compat, pipe, ref, f"fuse_lora(lora_scale={FUSE_SCALE})", weight=FUSE_SCALE)
 
 
 @pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
@@ -237,7 +225,7 @@ def test_set_adapters_weight(compat, scene_for, arch: str, scope: str) -> None:
     for weight in (0.5, 2.0, 0.0):
         with compat.library_call():
             pipe.set_adapters([A], [weight])
-        _expect_effect(compat, scene, pipe, ref, f"set_adapters([{A!r}], [{weight}])", weight)
+        scene.expect_effect(compat, pipe, ref, f"set_adapters([{A!r}], [{weight}])", weight)
 
 
 @pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
@@ -254,9 +242,8 @@ def test_multiple_adapters(compat, scene_for, arch: str, scope: str) -> None:
     _load(compat, pipe, b, B)
     with compat.library_call():
         pipe.set_adapters([A, B], [0.7, 1.3])
-    _expect_effect(
+    scene.expect_effect(
         compat,
-        scene,
         pipe,
         combine([(ref_a, 0.7), (ref_b, 1.3)]),
         f"set_adapters([{A!r}, {B!r}], [0.7, 1.3])",
@@ -283,7 +270,7 @@ def test_delete_adapters(compat, scene_for, arch: str, scope: str) -> None:
             Outcome.STALE_STATE,
             f"get_list_adapters still lists 'style' after delete_adapters: {listed}",
         )
-    _expect_effect(compat, scene, pipe, ref_b, f"delete_adapters({A!r})")
+    scene.expect_effect(compat, pipe, ref_b, f"delete_adapters({A!r})")
 
 
 #: How a name is freed before it is used again; both are documented ways to drop a LoRA.
@@ -310,7 +297,7 @@ def test_name_reuse(compat, scene_for, arch: str, scope: str, how: str) -> None:
         else:
             pipe.unload_lora_weights()
     _load(compat, pipe, b, A)
-    _expect_effect(compat, scene, pipe, ref_b, f"{how} of {A!r}, then a load under {A!r}")
+    scene.expect_effect(compat, pipe, ref_b, f"{how} of {A!r}, then a load under {A!r}")
 
 
 @pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
@@ -327,7 +314,7 @@ def test_disable_enable(compat, scene_for, arch: str, scope: str) -> None:
     _expect_pristine(compat, scene, pipe, "disable_lora", Outcome.SILENT_NOOP)
     with compat.library_call():
         pipe.enable_lora()
-    _expect_effect(compat, scene, pipe, ref, "enable_lora")
+    scene.expect_effect(compat, pipe, ref, "enable_lora")
 
 
 @pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
@@ -356,7 +343,7 @@ def test_set_lora_device(compat, scene_for, device, arch: str, scope: str) -> No
                 Outcome.SILENT_NOOP, f"set_lora_device({target!r}) left {misplaced[0]} elsewhere"
             )
     compat.detail(cross_device=str(device) != "cpu")
-    _expect_effect(compat, scene, pipe, ref, "set_lora_device")
+    scene.expect_effect(compat, pipe, ref, "set_lora_device")
 
 
 SAVE_CASES = [
@@ -440,7 +427,7 @@ def test_low_cpu_mem_usage(compat, scene_for, arch: str, scope: str) -> None:
     for flag in (True, False):
         pipe = scene.fresh()
         _load(compat, pipe, built, name_keys=False, low_cpu_mem_usage=flag)
-        _expect_effect(compat, scene, pipe, ref, f"load_lora_weights(low_cpu_mem_usage={flag})")
+        scene.expect_effect(compat, pipe, ref, f"load_lora_weights(low_cpu_mem_usage={flag})")
 
 
 @pytest.mark.parametrize("arch,scope", SCOPED, ids=SCOPED_IDS)
@@ -502,20 +489,18 @@ def test_model_level(compat, scene_for, tmp_path, arch: str, op: str) -> None:
         model.load_lora_adapter(dict(built.state_dict), prefix=denoiser_name, adapter_name=A)
     what = f"{denoiser_name}.load_lora_adapter(prefix={denoiser_name!r})"
     if op == "load":
-        _expect_effect(compat, scene, pipe, ref, what)
+        scene.expect_effect(compat, pipe, ref, what)
     elif op == "set_adapters":
         with compat.library_call():
             model.set_adapters([A], weights=[0.5])
-        _expect_effect(
-            compat, scene, pipe, ref, f"{denoiser_name}.set_adapters([{A!r}], [0.5])", 0.5
-        )
+        scene.expect_effect(compat, pipe, ref, f"{denoiser_name}.set_adapters([{A!r}], [0.5])", 0.5)
     elif op == "disable_enable":
         with compat.library_call():
             model.disable_lora()
-        _expect_effect(compat, scene, pipe, ref, f"{denoiser_name}.disable_lora()", 0.0)
+        scene.expect_effect(compat, pipe, ref, f"{denoiser_name}.disable_lora()", 0.0)
         with compat.library_call():
             model.enable_lora()
-        _expect_effect(compat, scene, pipe, ref, f"{denoiser_name}.enable_lora()")
+        scene.expect_effect(compat, pipe, ref, f"{denoiser_name}.enable_lora()")
     else:
         with compat.library_call():
             model.save_lora_adapter(str(tmp_path), adapter_name=A)
@@ -527,6 +512,6 @@ def test_model_level(compat, scene_for, tmp_path, arch: str, op: str) -> None:
             getattr(fresh, denoiser_name).load_lora_adapter(
                 str(tmp_path), weight_name=saved[0].name, prefix=None, adapter_name=A
             )
-        _expect_effect(
-            compat, scene, fresh, ref, "save_lora_adapter + load_lora_adapter(prefix=None)"
+        scene.expect_effect(
+            compat, fresh, ref, "save_lora_adapter + load_lora_adapter(prefix=None)"
         )
