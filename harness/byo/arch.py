@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 #: Architectures the LoRA checks have committed real layouts for (fixtures/lora/layout-*).
-SUPPORTED = ("sd15", "sdxl", "flux")
+SUPPORTED = ("sd15", "sdxl", "sd3", "flux")
 #: How each architecture is named to a user.
 DISPLAY = {"sd15": "SD1.5", "sd2": "SD2.x", "sdxl": "SDXL", "flux": "Flux", "sd3": "SD3"}
 

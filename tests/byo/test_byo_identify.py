@@ -79,19 +79,34 @@ def test_architecture_from_structure_and_widths(arch: str, fmt: str, drop: str) 
     assert arch_rules.identify(list(shapes), shapes).arch == arch
 
 
-def test_sd3_is_named_and_refused_in_one_line(tmp_path: Path) -> None:
-    shapes = {}
-    for i in range(3):
-        for name in ("to_q", "to_k", "add_k_proj", "add_q_proj"):
-            stem = f"transformer.transformer_blocks.{i}.attn.{name}"
-            shapes[f"{stem}.lora_A.weight"] = [16, 1536]
-            shapes[f"{stem}.lora_B.weight"] = [1536, 16]
-    shapes["transformer.context_embedder.lora_A.weight"] = [16, 4096]
-    shapes["transformer.context_embedder.lora_B.weight"] = [1536, 16]
+def test_sd3_peft_file_is_checked_against_the_sd3_layout() -> None:
+    """SD3-medium PEFT keys: identified as SD3 (joint-attention width 1536) and every module
+    placed in the committed SD3 layout, so ``check`` judges it like an SD1.5 / SDXL / Flux
+    file instead of refusing it."""
+    shapes = manifest("sd3", "peft")
     found = detect(list(shapes), shapes)
-    assert found.arch == "sd3"
-    line = understand_file(read_header(write_file(tmp_path / "sd3.safetensors", shapes)))
-    assert "SD3" in line and "SD1.5, SDXL, Flux only" in line and "\n" not in line
+    assert found is not None and (found.format, found.arch) == ("peft", "sd3")
+    placed = placement(found, list(shapes))
+    assert placed.understood and not placed.unplaced
+    assert placed.modules == len(shapes) // 2
+
+
+def test_an_architecture_without_a_layout_is_named_and_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """SD2.x (cross-attention width 1024) has no committed layout: one line naming it and
+    what is covered, never a pass on nothing."""
+    shapes = {}
+    for block in range(3):
+        for name in ("to_q", "to_k", "to_v"):
+            stem = f"unet.down_blocks.{block}.attentions.0.transformer_blocks.0.attn2.{name}"
+            width = 320 * min(2**block, 4)
+            shapes[f"{stem}.lora_A.weight"] = [4, width if name == "to_q" else 1024]
+            shapes[f"{stem}.lora_B.weight"] = [width, 4]
+    found = detect(list(shapes), shapes)
+    assert found is not None and found.arch == "sd2"
+    line = understand_file(read_header(write_file(tmp_path / "sd2.safetensors", shapes)))
+    assert "SD2.x" in line and "SD1.5, SDXL, SD3, Flux only" in line and "\n" not in line
 
 
 def test_zero_placeable_modules_is_not_understood(tmp_path: Path) -> None:

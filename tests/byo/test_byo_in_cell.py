@@ -3,6 +3,7 @@ this process against the installed diffusers:
 
 * an SDXL kohya file with diffusers block names and no cross-attention keys is checked as
   SDXL and passes on the unpatched library; a planted converter that drops a key turns it red;
+* an SD3 PEFT file is checked against the SD3 layout the same way (pass; a planted drop: red);
 * a file whose keys place nowhere is "not understood" (skipped with that reason), never a
   pass; with the placement gate planted open it would have passed on nothing.
 """
@@ -48,6 +49,19 @@ def sdxl_diffusers_names(path: Path) -> Path:
     return save(path, shapes)
 
 
+def sd3_peft(path: Path) -> Path:
+    """SD3-medium joint attention (width 1536, context 4096), PEFT names as diffusers saves."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for block in range(2):
+        for name in ("to_q", "to_k", "add_k_proj", "add_q_proj"):
+            stem = f"transformer.transformer_blocks.{block}.attn.{name}"
+            shapes[f"{stem}.lora_A.weight"] = (4, 1536)
+            shapes[f"{stem}.lora_B.weight"] = (1536, 4)
+    shapes["transformer.context_embedder.lora_A.weight"] = (4, 4096)
+    shapes["transformer.context_embedder.lora_B.weight"] = (1536, 4)
+    return save(path, shapes)
+
+
 def nowhere(path: Path) -> Path:
     """SD1.5 block structure, layer names no model has."""
     shapes: dict[str, tuple[int, ...]] = {}
@@ -90,6 +104,29 @@ def test_sdxl_with_diffusers_block_names_is_checked_as_sdxl(tmp_path: Path, monk
     monkeypatch.setattr(
         lora_pipeline.StableDiffusionXLLoraLoaderMixin, "lora_state_dict", classmethod(dropping)
     )
+    planted = run_byo(tmp_path, user, monkeypatch)[REACHES]
+    assert planted["verdict"] == "regression" and planted["observed"] == "DROPPED_KEYS"
+
+
+def test_sd3_file_is_checked_and_a_dropped_key_turns_it_red(tmp_path: Path, monkeypatch) -> None:
+    user = sd3_peft(tmp_path / "sd3_lora.safetensors")
+    record = run_byo(tmp_path, user, monkeypatch)[REACHES]
+    assert record["params"]["arch"] == "sd3", record["details"]
+    assert record["verdict"] == "pass", record["message"] or record["details"]
+    assert record["details"]["modules_placed"] == 9
+
+    from diffusers.loaders import lora_pipeline
+
+    original = lora_pipeline.SD3LoraLoaderMixin.lora_state_dict.__func__
+
+    def dropping(cls, *args, **kwargs):  # planted: the SD3 loader loses one module
+        out = original(cls, *args, **kwargs)
+        state_dict = out[0] if isinstance(out, tuple) else out
+        for key in [k for k in state_dict if "transformer_blocks.1.attn.add_q_proj" in k]:
+            del state_dict[key]
+        return out
+
+    monkeypatch.setattr(lora_pipeline.SD3LoraLoaderMixin, "lora_state_dict", classmethod(dropping))
     planted = run_byo(tmp_path, user, monkeypatch)[REACHES]
     assert planted["verdict"] == "regression" and planted["observed"] == "DROPPED_KEYS"
 
