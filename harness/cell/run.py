@@ -55,8 +55,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_args(argv), pytest_args
 
 
+def _selects(arg: str) -> bool:
+    """``arg`` names what to run: a path or node id, or pytest's ``@file`` of them (one per
+    line, e.g. the rows of an earlier run), so ``suites`` is not added to it."""
+    if arg.startswith("@"):
+        return Path(arg[1:]).is_file()
+    return not arg.startswith("-") and Path(arg.split("::")[0]).exists()
+
+
 def pytest_command(args: argparse.Namespace, pytest_args: list[str]) -> list[str]:
-    has_path = any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in pytest_args)
+    has_path = any(_selects(a) for a in pytest_args)
     return [
         sys.executable, "-m", "harness.cell.pytest_main",
         *([] if has_path else ["suites"]),
