@@ -57,6 +57,33 @@ def reported(messages: Iterable[str], names: Iterable[str], scope: Iterable[str]
     return out
 
 
+#: peft / diffusers: "Loading adapter weights from state_dict led to missing keys in the
+#: model: <module>.lora_A.<adapter>.weight, ..." - adapter layers the library created but
+#: did not fill from the file. Under ``low_cpu_mem_usage`` they hold whatever the allocator
+#: handed out, so their effect is luck (0.31-0.34 Flux: right by chance in one run, NaN or
+#: 1e19 in the next).
+_MISSING_ADAPTER_KEYS = re.compile(r"missing keys in the model:\s*(.+)", re.IGNORECASE)
+_ADAPTER_PARAM = re.compile(
+    r"^(?P<module>[\w.]+?)\.(?:lora_A|lora_B|lora_magnitude_vector|lora_embedding_A|"
+    r"lora_embedding_B)\.(?P<adapter>[\w-]+)(?:\.weight|\.bias)?$"
+)
+
+
+def unfilled_adapter_layers(messages: Iterable[str]) -> dict[str, list[str]]:
+    """Adapter name -> module paths whose adapter weights the library said it did not load
+    (its own "missing keys in the model" warning)."""
+    out: dict[str, list[str]] = {}
+    for msg in messages:
+        match = _MISSING_ADAPTER_KEYS.search(msg)
+        if not match:
+            continue
+        for key in match.group(1).rstrip(". ").split(","):
+            param = _ADAPTER_PARAM.match(key.strip().rstrip("."))
+            if param and param["module"] not in out.setdefault(param["adapter"], []):
+                out[param["adapter"]].append(param["module"])
+    return out
+
+
 def _short(name: str) -> list[str]:
     """Ways a message may name a module: its full path only. A tail such as
     ``attn1.to_q`` stands in every block, so it names nothing of this case."""

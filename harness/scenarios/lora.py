@@ -27,6 +27,7 @@ from harness.oracles.lora import (
     effective_bias,
     effective_weight,
 )
+from harness.protocol.outcomes import Outcome
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Scene:
         from harness.cell.classify import Finding
         from harness.drivers.lora import judge_load
 
+        _refuse_unfilled_layers(compat, pipe, what, prefix)
         comparisons = self.compare(self.observe(pipe), ref, weight)
         try:
             judge_load(ref, comparisons, [], [], compat, self.classes)
@@ -149,6 +151,36 @@ class Scene:
         if accepts(pipe.fuse_lora, "components"):
             return {"components": list(self.layout)}
         return {}
+
+
+def _refuse_unfilled_layers(compat: Any, pipe: Any, what: str, prefix: str) -> None:
+    """WRONG_RESULT when the library said it left adapter layers of an adapter still in the
+    pipeline unfilled ("missing keys in the model"): their effect is uninitialised memory,
+    so comparing it would make the verdict a coin toss (it matched the reference by chance
+    in one full-matrix run and not in the next). A deleted adapter's layers are gone."""
+    from harness.cell.classify import Finding
+    from harness.drivers.lora import unfilled_adapter_layers
+
+    unfilled = unfilled_adapter_layers(getattr(compat, "library_messages", []))
+    if not unfilled:
+        return
+    listed = getattr(pipe, "get_list_adapters", None)
+    present: set[str] | None = None
+    if callable(listed):
+        try:  # a read-only probe; where it fails, every reported adapter counts as live
+            present = {name for names in listed().values() for name in names}
+        except Exception:  # noqa: BLE001
+            present = None
+    live = {a: m for a, m in unfilled.items() if present is None or a in present}
+    if live:
+        adapter, modules = next(iter(live.items()))
+        compat.detail(unfilled_adapter_layers=live)
+        raise Finding(
+            Outcome.WRONG_RESULT,
+            f"{prefix}{what}: the library reported adapter {adapter!r} weights missing for "
+            f"{', '.join(modules[:4])} (layers created, not loaded from the file): their "
+            "effect is whatever memory held",
+        )
 
 
 def scene_cache(zoo: Any) -> Callable[[str], Scene]:
