@@ -103,6 +103,13 @@ def check_ip_attention_branch(compat: Any, ipa: IPAWorld, entry: str) -> None:
         compat.not_run(f"the image-branch formula covers UNet processors, not {target.family}")
     pipe = ipa.pipe(compat, spec.arch)
     ipa.load(compat, pipe, entry, fmt=_fmt(spec.variant))
+    probe_ip_attention_branch(compat, ipa, pipe, entry)
+
+
+def probe_ip_attention_branch(compat: Any, ipa: IPAWorld, pipe: Any, entry: str) -> None:
+    """The branch check on a UNet pipeline that already holds ``entry`` (classic or
+    modular: only ``pipe.unet`` and ``pipe.set_ip_adapter_scale`` are used)."""
+    target = ipa.target(entry_of(entry).arch)
     slot = target.ip_slots[0]
     attn = denoiser(pipe).get_submodule(slot.name.removesuffix(".processor"))
     unmodelled = [n for n in UNMODELLED_ATTENTION if getattr(attn, n, None) is not None]
