@@ -89,6 +89,9 @@ CRASH_MESSAGE_PATTERNS: tuple[re.Pattern[str], ...] = (
     # a convolution fed the wrong width: "Given groups=1, weight of size [...], expected
     # input[...] to have 4 channels, but got 8 channels instead"
     re.compile(r"Given groups=\d+, weight of size"),
+    # Python's own unpacking error inside the library's code (a converter splitting a
+    # fused layer into three rows of a rank-4 matrix): it fell over, it did not refuse
+    re.compile(r"(not enough|too many) values to unpack"),
     re.compile(r"^\s*$"),
 )
 

@@ -50,6 +50,8 @@ def test_verdict_table(expected, observed, verdict):
             Outcome.CRASH,
         ),
         (RuntimeError(""), [], Outcome.CRASH),
+        (ValueError("not enough values to unpack (expected 3, got 2)"), [], Outcome.CRASH),
+        (ValueError("too many values to unpack (expected 2)"), ["x.alpha"], Outcome.CRASH),
         (  # signature drift: the library called itself with a keyword it no longer takes
             TypeError("load_model_dict_into_meta() got an unexpected keyword argument 'device'"),
             [],
