@@ -7,10 +7,13 @@ every module present with both its down (rank x in) and up (out x rank) tensors:
 * ``scale = alpha / rank`` from the module's ``.alpha`` scalar, ``alpha = rank`` without
   one (the kohya / LoRA convention: no alpha means scale 1);
 * a fused original layer (several diffusers modules) shares the down matrix; each part
-  gets its own row block of the up matrix, widths from the model, in the layout's order.
+  gets its own row block of the up matrix, widths from the model, in the layout's order;
+* a layer whose row halves the original and diffusers hold the other way round
+  (``Rule.row_order``) has its up rows permuted before that.
 
-Keys of modules the layout does not place in this model, lone down / up tensors and
-alphas without a pair go to ``unknown_keys``. No diffusers code is involved.
+Keys of modules the layout does not place in this model (a width-pinned rule places
+nothing in a model of other widths), lone down / up tensors and alphas without a pair go
+to ``unknown_keys``. No diffusers code is involved.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Mapping
 import torch
 
 from harness.inputs.checkpoints.lora.layouts import Layer
-from harness.inputs.families.layouts import Layout, expand
+from harness.inputs.families.layouts import Layout, expand, row_order
 from harness.oracles.lora import Reference, Term
 
 
@@ -37,6 +40,16 @@ def _split(layout: Layout, key: str) -> tuple[str, str] | None:
     return None
 
 
+def _reorder(up: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:
+    """The up rows in the diffusers module's order: equal row blocks permuted by ``order``
+    (a layer whose halves the two models hold the other way round)."""
+    rows = up.detach().to("cpu", torch.float64)
+    if not order:
+        return rows
+    blocks = rows.chunk(len(order), dim=0)
+    return torch.cat([blocks[j] for j in order], dim=0)
+
+
 def layout_reference(
     state_dict: Mapping[str, torch.Tensor],
     layout: Layout,
@@ -45,7 +58,9 @@ def layout_reference(
 ) -> Reference:
     """Expected per-module terms of a ``layout`` file on ``component`` (whose layers, by
     diffusers path, are ``layers``)."""
-    table = {layout.module_name(s): targets for s, targets in expand(layout, layers).items()}
+    placed = expand(layout, layers, extras=None)  # every group the layout can carry
+    table = {layout.module_name(s): targets for s, targets in placed.items()}
+    orders = {layout.module_name(s): row_order(layout, s) for s in placed}
     found: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     ref = Reference(format=f"layout:{layout.row}")
     for key, value in state_dict.items():
@@ -70,7 +85,7 @@ def layout_reference(
         if sum(widths) != up.shape[0]:
             ref.unknown_keys += list(keys)  # an up of another width: not this model's layer
             continue
-        rows = torch.split(up.detach().to("cpu", torch.float64), widths, dim=0)
+        rows = torch.split(_reorder(up, orders[module]), widths, dim=0)
         for target, part in zip(targets, rows, strict=True):
             ref.terms[(component, target)] = [
                 Term(

@@ -13,6 +13,7 @@ Also here: how a family file reaches ``load_lora_weights`` in this release
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,12 +78,19 @@ class FamilyScene(Scene):
         return targets
 
     def partial_attention(self) -> tuple[str, list[str]]:
-        """The first attention's ``to_k`` and that attention's q/k/v paths."""
-        for path in self.targets():
-            if path.endswith(".to_k"):
-                head = path.removesuffix("to_k")
-                group = [head + s for s in ("to_q", "to_k", "to_v") if head + s in self.targets()]
-                return path, group
+        """The first attention's ``to_k`` and that attention's q/k/v paths (``k_proj`` and
+        q/k/v ``_proj`` in a model that names its attention so: Anima's text conditioner;
+        ``to_key`` and ``to_query`` / ``to_value`` in Kandinsky 5)."""
+        for names in (
+            ("to_q", "to_k", "to_v"),
+            ("q_proj", "k_proj", "v_proj"),
+            ("to_query", "to_key", "to_value"),  # Kandinsky 5
+        ):
+            for path in self.targets():
+                if path.endswith("." + names[1]):
+                    head = path.removesuffix(names[1])
+                    group = [head + s for s in names if head + s in self.targets()]
+                    return path, group
         raise RuntimeError(f"{self.family.name}: no attention with a to_k in the blocks")
 
     def lora(
@@ -113,14 +121,16 @@ class FamilyScene(Scene):
         alpha: float | None = ALPHA,
         omit: tuple[str, ...] = (),
         stray: bool = False,
+        extras: tuple[str, ...] = (),
     ) -> tuple[LayoutLora, Reference]:
         """A non-diffusers file of ``layout_row`` (e.g. ``wan-musubi``) on every module its
-        table names in this model, and its reference read back with the same table."""
+        table names in this model (plus the named ``extras`` groups outside the blocks),
+        and its reference read back with the same table."""
         layout = LAYOUTS[layout_row]
         layers = self.layout[self.component].layers
         if not expand(layout, layers):  # the table names nothing in this model: our bug
             raise RuntimeError(f"{layout_row}: no module of the layout in {self.family.name}")
-        built = write_layout_lora(layout, layers, RANK, alpha, seed, omit, stray)
+        built = write_layout_lora(layout, layers, RANK, alpha, seed, omit, stray, extras=extras)
         ref = layout_reference(built.state_dict, layout, self.component, layers)
         if set(ref.unknown_keys) != set(built.stray_keys):  # writer and reference disagree
             raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")
@@ -163,6 +173,11 @@ def save_kwargs(scene: FamilyScene, pipe: Any, adapter: str) -> dict[str, Any]:
     from peft.utils import get_peft_model_state_dict
 
     attr = scene.component
+    if not takes_keyword(type(pipe).save_lora_weights, f"{attr}_lora_layers"):
+        raise Unsupported(
+            f"{type(pipe).__name__}.save_lora_weights takes no {attr}_lora_layers: a "
+            f"{attr} LoRA cannot be saved through the pipeline in this release"
+        )
     model = getattr(pipe, attr)
     kwargs: dict[str, Any] = {
         f"{attr}_lora_layers": get_peft_model_state_dict(model, adapter_name=adapter)
@@ -171,6 +186,13 @@ def save_kwargs(scene: FamilyScene, pipe: Any, adapter: str) -> dict[str, Any]:
     if accepts(type(pipe).save_lora_weights, meta_name):
         kwargs[meta_name] = model.peft_config[adapter].to_dict()
     return kwargs
+
+
+def takes_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """``fn`` names ``name`` or takes ``**kwargs`` (then only a call can tell): a method
+    whose explicit signature lacks it has no such parameter (UNSUPPORTED, not a crash)."""
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def family_scene_cache(zoo: FamilyZoo) -> Callable[[str], FamilyScene]:

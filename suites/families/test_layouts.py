@@ -3,19 +3,31 @@
 ``load[<family>-<layout>-<case>]``: a file in one layout of
 :mod:`harness.inputs.families.layouts` (Wan's original names with PEFT or kohya tensor
 names, musubi-tuner's ``lora_unet_`` form, Qwen-Image's ``diffusion_model.`` and kohya
-forms, Flux2's ai-toolkit and kohya forms), rank 4, on every block module the layout names
-in the family's tiny model, saved as a safetensors file and loaded with the family
-pipeline's ``load_lora_weights``:
+forms, Flux2's ai-toolkit and kohya forms, Z-Image's five forms, HunyuanVideo's original
+names under ``diffusion_model.`` / ``transformer.``, HiDream's and LTX-Video's
+``diffusion_model.`` files), rank 4, on every block module the layout names in the
+family's tiny model, saved as a safetensors file and loaded with the family pipeline's
+``load_lora_weights``:
 
 * ``complete`` - every module, ``.alpha`` = 2 != rank where the layout carries alpha:
   valid input, must load with the reference effect; a refusal is ``REFUSED``.
 * ``no-alpha`` - the same without ``.alpha`` (scale 1), where the trainers writing the
   layout leave alpha out (never for kohya-style trainers, which always save it). Valid.
 * ``partial-no-<module>`` - block 0's attention group less one module (Wan ``self_attn.k``,
-  Qwen-Image ``attn.to_k``, Flux2 ``img_attn.qkv``): the effect of the modules present,
+  Qwen-Image ``attn.to_k``, Flux2 ``img_attn.qkv``, ...): the effect of the modules present,
   or a clear refusal naming a key or module of that group.
 * ``stray-key`` - complete plus a module block 0 does not have (``bogus0``):
   applied-or-reported (a warning naming it), or a clear refusal naming it.
+* ``with-<group>`` (``-no-alpha``) - complete plus a group of modules outside the blocks
+  the layout can carry (Wan's head / embeddings, Z-Image's embedders and final layer,
+  HunyuanVideo's embedders, token refiner, final modulation). Valid.
+
+``view[<family>-<layout>-<case>]``: layouts whose converter splits a fused layer at
+hard-coded real widths (HunyuanVideo's single-block ``linear1``, Lumina2's
+``attention.qkv``) cannot be read for the tiny model at all: a rank-2 file at the published
+widths (layer shapes from a meta-device model) goes through the pipeline's
+``lora_state_dict`` and what it hands back is compared module by module
+(:func:`harness.drivers.lora.judge_view`), without loading.
 
 Oracle: each targeted module's effective weight equals base + (alpha / rank) B A, read
 from the file with the layout's own table (:mod:`harness.oracles.lora_layouts`; a fused
@@ -29,12 +41,17 @@ from __future__ import annotations
 
 import pytest
 
-from harness.drivers.lora import judge_load
-from harness.inputs.families.layouts import LAYOUT_LIST, Layout, expand
-from harness.scenarios.families import converter_in_release
+from harness.drivers.lora import judge_load, judge_view
+from harness.drivers.lora_detector import read_converted, unpack
+from harness.inputs.families.layouts import LAYOUT_LIST, Layout, expand, write_layout_lora
+from harness.oracles.lora_layouts import layout_reference
+from harness.scenarios.families import ALPHA, converter_in_release
 
 ROWS = [(layout, case) for layout in LAYOUT_LIST for case in layout.cases()]
+VIEWS = [(layout, case) for layout in LAYOUT_LIST for case in layout.view_cases()]
 ADAPTER = "style"
+#: Rank of the real-width view files (small: only the shapes' widths matter there).
+VIEW_RANK = 2
 
 
 def _case(scene, layout: Layout, case: str):
@@ -48,6 +65,11 @@ def _case(scene, layout: Layout, case: str):
     if case == "stray-key":
         built, ref = scene.layout_lora(layout.row, stray=True)
         return built, ref, False, built.names([layout.stray])
+    if case.startswith("with-"):
+        group = case.removeprefix("with-").removesuffix("-no-alpha")
+        alpha = None if case.endswith("-no-alpha") else ALPHA
+        built, ref = scene.layout_lora(layout.row, alpha=alpha, extras=(group,))
+        return built, ref, True, built.names(built.modules)
     missing, group = layout.partial
     built, ref = scene.layout_lora(layout.row, omit=(missing,))
     names = built.names(group)
@@ -83,3 +105,41 @@ def test_load(compat, family_scene, tmp_path, layout: Layout, case: str) -> None
     comparisons = scene.compare(observed, ref)
     status = judge_load(ref, comparisons, msgs, built.stray_keys, compat, scene.classes)
     compat.detail(status=status)
+
+
+@pytest.mark.parametrize(
+    "layout,case", VIEWS, ids=[f"{layout.row}-{case}" for layout, case in VIEWS]
+)
+def test_view(compat, layout: Layout, case: str) -> None:
+    """A real-width file of a layout whose converter splits a fused layer at hard-coded
+    widths, through the pipeline's ``lora_state_dict`` (the converter's output, not
+    loaded): each diffusers module it reaches must carry the table's delta, none missing."""
+    compat.param(family=layout.family, layout=layout.name, kind=case, format=layout.row)
+    from harness.inputs.families.real_width import real_width_layers
+
+    layers, pipeline_cls = real_width_layers(layout)
+    omit: tuple[str, ...] = ()
+    if case == "complete":
+        compat.valid_input(f"{layout.trainer} file for {layout.family}, real widths")
+    else:
+        compat.may_reject(f"{case} {layout.row} file, real widths")
+        omit = (layout.pinned_partial(),)
+    alpha = ALPHA if layout.alpha else None
+    built = write_layout_lora(layout, layers, VIEW_RANK, alpha, omit=omit, extras=())
+    ref = layout_reference(built.state_dict, layout, "transformer", layers)
+    if ref.unknown_keys:  # writer and reference disagree: our bug
+        raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")
+    names = built.names(omit or built.modules)
+    compat.detail(
+        n_keys=len(built.state_dict),
+        modules=len(built.modules),
+        converter=layout.converter,
+        converter_in_release=converter_in_release(layout.converter),
+    )
+    with compat.library_call(names=names) as msgs:
+        result = pipeline_cls.lora_state_dict(dict(built.state_dict))
+    state, alphas = unpack(result)
+    converted = read_converted(state, alphas, inputs=set(built.state_dict))
+    if converted.unconverted:
+        compat.detail(unconverted=converted.unconverted[:10])
+    judge_view(compat, ref, converted, "transformer", False, list(msgs))

@@ -1,5 +1,7 @@
 """The non-diffusers layout tables and writer against the layout oracle, on the families'
-tiny models of the installed diffusers: every block Linear is named by each layout, the
+tiny models of the installed diffusers (and, for converters that hard-code widths, their
+real-width meta models): every block Linear is named by each layout, every module of a
+group outside the blocks exists, width-pinned rules place modules only at real width, the
 keys are spelled as the trainers spell them, and the reference reads alpha, fused rows,
 strays and lone tensors from the file alone (values checked against hand-picked keys)."""
 
@@ -14,6 +16,7 @@ from harness.inputs.checkpoints.lora.layouts import layout_of  # noqa: E402
 from harness.inputs.families.layouts import (  # noqa: E402
     LAYOUT_LIST,
     LAYOUTS,
+    MAX_BLOCKS,
     expand,
     write_layout_lora,
 )
@@ -32,13 +35,97 @@ def layers() -> dict:
     return out
 
 
+def _pinned_targets(layout, model: dict) -> set[str]:
+    """Targets of the width-pinned rules wherever the model has their modules."""
+    out: set[str] = set()
+    for rule in layout.rules:
+        for i in range(MAX_BLOCKS) if rule.widths else ():
+            targets = {t.format(i=i) for t in rule.targets}
+            if not targets <= set(model):
+                break
+            out |= targets
+    return out
+
+
 @pytest.mark.parametrize("layout", LAYOUT_LIST, ids=lambda layout: layout.row)
 def test_layout_names_every_block_linear(layers: dict, layout) -> None:
+    """Tiny model: every block Linear is named, except the parts of width-pinned rules
+    (which must then place nothing); each group outside the blocks places every rule."""
     model = layers[layout.family]
+    named = {t for targets in expand(layout, model).values() for t in targets}
+    pinned = _pinned_targets(layout, model)
+    prefixes = FAMILIES[layout.family].blocks
+    blocks = {p for p, layer in model.items() if p.startswith(prefixes) and not layer.conv}
+    assert blocks and blocks <= named | pinned, sorted(blocks - named - pinned)
+    assert not named & pinned, sorted(named & pinned)  # a tiny model cannot take them
+    assert layout.tiny_rows or pinned  # no tiny rows only where widths are pinned
+    for name, rules in layout.extras:
+        placed = expand(layout, model, extras=(name,))
+        missing = [r.source for r in rules if r.source.replace("{i}", "0") not in placed]
+        assert not missing, (name, missing)
+
+
+@pytest.mark.parametrize(
+    "layout", [x for x in LAYOUT_LIST if x.real_config], ids=lambda layout: layout.row
+)
+def test_real_width_model_takes_every_rule(layout) -> None:
+    """At the published widths every block Linear is named, width-pinned rules included."""
+    from harness.inputs.families.real_width import real_width_layers
+
+    model, _ = real_width_layers(layout)
     named = {t for targets in expand(layout, model).values() for t in targets}
     prefixes = FAMILIES[layout.family].blocks
     blocks = {p for p, layer in model.items() if p.startswith(prefixes) and not layer.conv}
-    assert blocks and blocks == named, sorted(blocks ^ named)
+    assert blocks and blocks <= named, sorted(blocks - named)
+    assert _pinned_targets(layout, model) <= named
+
+
+def test_width_pinned_rule_places_only_at_real_width(layers: dict) -> None:
+    from harness.inputs.families.real_width import real_width_layers
+
+    layout = LAYOUTS["hunyuanvideo-original"]
+    assert "single_blocks.0.linear1" not in expand(layout, layers["hunyuanvideo"])
+    real, _ = real_width_layers(layout)
+    parts = expand(layout, real)["single_blocks.0.linear1"]
+    assert parts[-1] == "single_transformer_blocks.0.proj_mlp"
+    built = write_layout_lora(layout, real, rank=2, alpha=None, seed=5)
+    sd = built.state_dict
+    stem = "diffusion_model.single_blocks.0.linear1"
+    up, down = sd[f"{stem}.lora_B.weight"].double(), sd[f"{stem}.lora_A.weight"].double()
+    assert up.shape[0] == 3 * 3072 + real[parts[-1]].out_features
+    ref = layout_reference(sd, layout, "transformer", real)
+    torch.testing.assert_close(
+        ref.delta("transformer", "single_transformer_blocks.0.attn.to_v"), up[6144:9216] @ down
+    )
+    torch.testing.assert_close(ref.delta("transformer", parts[-1]), up[9216:] @ down)
+
+
+def test_extras_are_written_only_when_asked(layers: dict) -> None:
+    layout = LAYOUTS["wan-original-ab"]
+    plain = write_layout_lora(layout, layers["wan"])
+    assert not any("head.head" in k for k in plain.state_dict)
+    outer = write_layout_lora(layout, layers["wan"], extras=("outer",))
+    assert "diffusion_model.head.head.lora_A.weight" in outer.state_dict
+    assert "diffusion_model.time_projection.1.alpha" in outer.state_dict
+    ref = layout_reference(outer.state_dict, layout, "transformer", layers["wan"])
+    assert not ref.unknown_keys
+    assert ("transformer", "condition_embedder.time_proj") in ref.terms
+    assert ("transformer", "proj_out") in ref.terms
+
+
+def test_new_layouts_spell_keys_as_their_trainers(layers: dict) -> None:
+    fused = write_layout_lora(LAYOUTS["zimage-kohya-fused"], layers["zimage"]).state_dict
+    dim = layers["zimage"]["layers.0.attention.to_q"].out_features
+    assert fused["lora_unet_layers_0_attention_qkv.lora_up.weight"].shape[0] == 3 * dim
+    assert "lora_unet_noise_refiner_0_attention_out.alpha" in fused
+    assert "lora_unet_context_refiner_0_feed_forward_w2.lora_down.weight" in fused
+    peft = write_layout_lora(LAYOUTS["zimage-peft-default"], layers["zimage"]).state_dict
+    assert "layers.1.adaLN_modulation.0.lora_B.default.weight" in peft
+    hunyuan = write_layout_lora(LAYOUTS["hunyuanvideo-transformer-prefix"], layers["hunyuanvideo"])
+    assert "transformer.double_blocks.0.txt_attn_qkv.lora_A.weight" in hunyuan.state_dict
+    assert "transformer.single_blocks.0.modulation.linear.lora_B.weight" in hunyuan.state_dict
+    ltx = write_layout_lora(LAYOUTS["ltxvideo-original"], layers["ltxvideo"]).state_dict
+    assert "diffusion_model.transformer_blocks.0.attn2.to_out.0.lora_A.weight" in ltx
 
 
 def test_trainer_spellings(layers: dict) -> None:

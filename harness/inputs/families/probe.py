@@ -4,8 +4,11 @@ The family axis comes from the library: every public class named ``*LoraLoaderMi
 ``diffusers.loaders.lora_pipeline`` (0.30 on) or ``diffusers.loaders`` (every release), with
 
 * its denoiser attribute (``transformer_name`` / ``unet_name``, read off the class);
+* the components it loads LoRAs into (``_lora_loadable_modules``);
 * the pipeline classes that inherit it and the denoiser class they annotate, read from the
-  pipelines' *source* (``class X(..., Mixin)`` and ``transformer: Model``), because
+  pipelines' *source* (``class X(..., Mixin)`` and ``transformer: Model``; a modular
+  pipeline names its components in its blocks' ``ComponentSpec("transformer", Model)``
+  in the same folder), because
   importing every pipeline module of a release costs tens of seconds and optional
   dependencies; the families the suite runs are checked again on the imported classes.
 
@@ -26,7 +29,15 @@ MIXIN_SUFFIX = "LoraLoaderMixin"
 MIXIN_MODULES = ("diffusers.loaders.lora_pipeline", "diffusers.loaders")
 
 _CLASS = re.compile(r"^class\s+(\w+)\s*\(([^)]*)\)\s*:", re.MULTILINE)
-_DENOISER_ARG = re.compile(r"\b(transformer|unet|transformer_2)\s*:\s*([\w.]+)")
+#: Components a family row loads into: denoisers, MiniMax-H3's second partition, Anima's
+#: text conditioner, LTX2's text connectors.
+_TARGETS = r"(transformer|unet|transformer_2|transformer_ref|text_conditioner|connectors)"
+_DENOISER_ARG = re.compile(rf"\b{_TARGETS}\s*:\s*([\w.]+)")
+#: A block's spec names the component literally or by a variable (MiniMax-H3's denoise
+#: step takes ``self.transformer_name``: one step class serves both partitions).
+_COMPONENT_SPEC = re.compile(
+    rf"ComponentSpec\(\s*(?:[\"']{_TARGETS}[\"']|[\w.]*(?:transformer|unet)\w*)\s*,\s*([\w.]+)"
+)
 
 
 @dataclass
@@ -37,9 +48,15 @@ class MixinInfo:
     attr: str | None  # ``transformer_name`` / ``unet_name`` value
     pipelines: list[str] = field(default_factory=list)
     denoisers: list[str] = field(default_factory=list)
+    loadable: list[str] = field(default_factory=list)  # ``_lora_loadable_modules``
 
     def as_dict(self) -> dict[str, Any]:
-        return {"attr": self.attr, "pipelines": self.pipelines, "denoisers": self.denoisers}
+        return {
+            "attr": self.attr,
+            "pipelines": self.pipelines,
+            "denoisers": self.denoisers,
+            "loadable": self.loadable,
+        }
 
 
 def mixin_classes(modules: Iterable[str] = MIXIN_MODULES) -> dict[str, type]:
@@ -87,6 +104,8 @@ def scan_pipelines(sources: Iterable[Path], mixins: Iterable[str]) -> dict[str, 
         if MIXIN_SUFFIX not in text:
             continue
         denoisers = sorted({m.group(2).rsplit(".", 1)[-1] for m in _DENOISER_ARG.finditer(text)})
+        if path.parent.parent.name == "modular_pipelines":
+            denoisers = sorted(set(denoisers) | _folder_components(path.parent))
         for match in _CLASS.finditer(text):
             bases = {b.strip().rsplit(".", 1)[-1] for b in match.group(2).split(",")}
             for name in bases & set(infos):
@@ -98,12 +117,22 @@ def scan_pipelines(sources: Iterable[Path], mixins: Iterable[str]) -> dict[str, 
     return infos
 
 
+def _folder_components(folder: Path) -> set[str]:
+    """Classes a modular pipeline's blocks declare for its LoRA-target components."""
+    found: set[str] = set()
+    for source in folder.glob("*.py"):
+        text = source.read_text(encoding="utf-8", errors="replace")
+        found |= {m.group(2).rsplit(".", 1)[-1] for m in _COMPONENT_SPEC.finditer(text)}
+    return found
+
+
 def probe(modules: Iterable[str] = MIXIN_MODULES) -> dict[str, MixinInfo]:
     """Every mixin of the installed release with its attribute, pipelines and denoisers."""
     classes = mixin_classes(modules)
     infos = scan_pipelines(pipeline_sources(), classes)
     for name, cls in classes.items():
         infos[name].attr = denoiser_attr(cls)
+        infos[name].loadable = list(getattr(cls, "_lora_loadable_modules", None) or [])
     return dict(sorted(infos.items()))
 
 
