@@ -11,11 +11,18 @@ identical in every cell of the matrix.
   byte), ``<|startoftext|>`` = 512, ``<|endoftext|>`` = 513; the pre-tokenizer is a
   ``Sequence`` because ``CLIPTokenizerFast`` (4.x) rejects anything else.
 * T5: a Unigram model over lowercase characters, ``</s>`` appended, ``<pad>`` = 0.
+* Llama-3 / Qwen2 / Mistral styles (the families' LLM text encoders): byte-level BPE with
+  no merges (one token per byte, ids 0-255), the style's special tokens from 256 on (see
+  ``CHAT_STYLES``), and a Jinja chat template in the style's markup for the pipelines
+  that call ``apply_chat_template``. Wrapped in the generic fast tokenizer class
+  (``PreTrainedTokenizerFast``, ``TokenizersBackend`` in 5.x), which takes a
+  ``tokenizer_object`` in every cell; the pipelines only call it and its chat template.
 """
 
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from typing import Any
 
 from harness.inputs.models.specs import CLIP_BOS, CLIP_EOS, T5_EOS, T5_PAD
@@ -124,4 +131,122 @@ def t5_tokenizer(model_max_length: int = 512) -> Any:
     )
 
 
-GENERATORS = {"clip": clip_tokenizer, "t5": t5_tokenizer}
+#: Byte symbols of the byte-level styles take ids 0-255; special tokens follow in order.
+BYTE_SYMBOLS = 256
+
+
+@dataclass(frozen=True)
+class ChatStyle:
+    """The special tokens and markup of one LLM tokenizer family."""
+
+    specials: tuple[str, ...]  # ids BYTE_SYMBOLS, BYTE_SYMBOLS + 1, ... in this order
+    pad: str
+    eos: str
+    bos: str | None = None  # prepended to every encoding when set
+    chat_template: str | None = None
+
+    def token_id(self, token: str) -> int:
+        return BYTE_SYMBOLS + self.specials.index(token)
+
+
+#: Message text whether ``content`` is a string or a list of ``{"type": "text"}`` parts.
+_TEXT = (
+    "{% if m['content'] is string %}{% set text = m['content'] %}"
+    "{% else %}{% set text = m['content'] | selectattr('type', 'equalto', 'text') "
+    "| map(attribute='text') | join('') %}{% endif %}"
+)
+
+CHAT_STYLES: dict[str, ChatStyle] = {
+    # Llama 3 headers (HunyuanVideo formats its own prompt template with them).
+    "llama": ChatStyle(
+        (
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|pad|>",
+        ),
+        pad="<|pad|>",
+        eos="<|end_of_text|>",
+        bos="<|begin_of_text|>",
+    ),
+    # ChatML (Qwen2 / Qwen2.5-VL / Qwen3: Qwen-Image's template, Z-Image's chat template).
+    "qwen": ChatStyle(
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        pad="<|endoftext|>",
+        eos="<|im_end|>",
+        chat_template=(
+            "{% for m in messages %}" + _TEXT + "<|im_start|>{{ m['role'] }}\n{{ text }}"
+            "<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+        ),
+    ),
+    # Mistral 3 instruct markup (Flux2 sends a system and a user message, content as parts).
+    "mistral": ChatStyle(
+        ("<s>", "</s>", "<pad>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"),
+        pad="<pad>",
+        eos="</s>",
+        chat_template=(
+            "{{ bos_token }}{% for m in messages %}" + _TEXT + "{% if m['role'] == 'system' %}"
+            "[SYSTEM_PROMPT]{{ text }}[/SYSTEM_PROMPT]{% elif m['role'] == 'user' %}"
+            "[INST]{{ text }}[/INST]{% else %}{{ text }}{{ eos_token }}{% endif %}{% endfor %}"
+        ),
+    ),
+}
+
+
+def chat_tokenizer(style: str, model_max_length: int = 512) -> Any:
+    """A byte-level tokenizer in one of ``CHAT_STYLES`` (no merges: one token per byte)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    chat = CHAT_STYLES[style]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    assert len(alphabet) == BYTE_SYMBOLS, "byte-level alphabet must have 256 symbols"
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in chat.specials])
+    assert all(tok.token_to_id(t) == chat.token_id(t) for t in chat.specials)
+    if chat.bos is not None:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{chat.bos} $A",
+            pair=f"{chat.bos} $A {chat.bos} $B",
+            special_tokens=[(chat.bos, chat.token_id(chat.bos))],
+        )
+    extra: dict[str, Any] = {"bos_token": chat.bos} if chat.bos else {}
+    if style == "mistral":  # its template opens with the bos token, encodings do not
+        extra["bos_token"] = "<s>"
+    if chat.chat_template is not None:
+        extra["chat_template"] = chat.chat_template
+    cls = _transformers_class("PreTrainedTokenizerFast", "TokenizersBackend")
+    return cls(
+        tokenizer_object=tok,
+        eos_token=chat.eos,
+        pad_token=chat.pad,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+        **extra,
+    )
+
+
+def llama_tokenizer(model_max_length: int = 256) -> Any:
+    return chat_tokenizer("llama", model_max_length)
+
+
+def qwen_tokenizer(model_max_length: int = 512) -> Any:
+    return chat_tokenizer("qwen", model_max_length)
+
+
+def mistral_tokenizer(model_max_length: int = 512) -> Any:
+    return chat_tokenizer("mistral", model_max_length)
+
+
+GENERATORS = {
+    "clip": clip_tokenizer,
+    "t5": t5_tokenizer,
+    "llama": llama_tokenizer,
+    "qwen": qwen_tokenizer,
+    "mistral": mistral_tokenizer,
+}

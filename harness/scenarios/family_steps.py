@@ -1,0 +1,78 @@
+"""One denoising step of a complete family pipeline, and the LoRA file it is judged with.
+
+Used by ``suites/smoke/test_family_steps.py``. The step's keywords come from
+:mod:`harness.inputs.families.components`; one this release's ``__call__`` does not name
+is left out and recorded (it is ours), but a keyword the *check* asks for (the LoRA scale
+channel) that ``__call__`` lacks raises :class:`Unsupported`: that API is absent here.
+The generator lives on the CPU so the initial noise is the same on every device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness.cell.classify import Unsupported
+from harness.inputs.checkpoints.lora.layouts import layout_of
+from harness.inputs.families.components import SCALE_KWARGS, FamilyPipeline
+from harness.inputs.families.lora_files import (
+    ADAPTER_METADATA_KEY,
+    FamilyLora,
+    block_targets,
+    write_lora,
+)
+from harness.inputs.families.table import Family
+from harness.inputs.models.build import accepted_parameters
+from harness.oracles.lora import Reference
+from harness.oracles.lora_peft import adapter_metadata, peft_reference
+from harness.scenarios.families import ALPHA, RANK, reads_adapter_metadata
+
+
+def step_kwargs(
+    pipe: Any, spec: FamilyPipeline, seed: int, **extra: Any
+) -> tuple[dict[str, Any], list[str]]:
+    """The call's keywords for this release, and the data keywords it left out."""
+    params, _ = accepted_parameters(type(pipe).__call__)
+    unknown = sorted(k for k in extra if k not in params)
+    if unknown:
+        raise Unsupported(f"{type(pipe).__name__}.__call__ has no parameter {', '.join(unknown)}")
+    kwargs = {k: v for k, v in spec.call.items() if k in params}
+    left_out = sorted(set(spec.call) - set(kwargs))
+    kwargs.update(output_type="latent", return_dict=False, **extra)
+    kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
+    return kwargs, left_out
+
+
+@torch.no_grad()
+def family_step(pipe: Any, spec: FamilyPipeline, seed: int = 0, **extra: Any) -> torch.Tensor:
+    """One seeded step; the latent output as a detached CPU tensor."""
+    kwargs, _ = step_kwargs(pipe, spec, seed, **extra)
+    out = pipe(**kwargs)[0]
+    if isinstance(out, (list, tuple)):  # a list of per-prompt latents
+        out = torch.stack(list(out))
+    return out.detach().to("cpu")
+
+
+def scale_kwarg(pipe: Any) -> str | None:
+    """The ``__call__`` keyword that carries ``{"scale": s}`` to the denoiser, if any."""
+    params, _ = accepted_parameters(type(pipe).__call__)
+    return next((k for k in SCALE_KWARGS if k in params), None)
+
+
+def complete_lora(pipe: Any, family: Family, seed: int = 0) -> tuple[FamilyLora, Reference]:
+    """The family suite's ``complete`` file for this pipeline's denoiser (every Linear in
+    the blocks, rank 4, alpha 2 in the header where the release reads it) and its
+    reference read back from the file alone."""
+    attr = family.attr
+    layers = layout_of(getattr(pipe, attr))
+    targets = block_targets(layers, family.blocks)
+    if not targets:  # the table's block prefixes match nothing: our bug
+        raise RuntimeError(f"{family.name}: no Linear under {family.blocks}")
+    alpha = ALPHA if reads_adapter_metadata() else None
+    built = write_lora(attr, targets, RANK, alpha, seed)
+    meta = adapter_metadata(built.header, ADAPTER_METADATA_KEY)
+    ref = peft_reference(built.state_dict, attr, layers.layers, meta)
+    if ref.unknown_keys or len(ref.terms) != len(targets):  # writer and reference disagree
+        raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")
+    return built, ref
