@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,7 @@ def build_component(component: Component, seed: int) -> Built:
         return Built(cls(**kwargs), dropped)
 
     cls = resolve(component.library, component.cls)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _unset_memory_as_nan():
         torch.manual_seed(seed)
         if component.library == "transformers":
             config_cls = resolve("transformers", component.config_cls or "")
@@ -108,8 +109,52 @@ def build_component(component: Component, seed: int) -> Built:
         reinitialised: list[str] = []
         if isinstance(obj, torch.nn.Module):
             obj.eval()
-            reinitialised = reinit_zeros(obj)
+            # unset first: it draws only where a constructor left memory unset, so every
+            # other model's zero re-draws keep the values they always had
+            reinitialised = reinit_unset(obj) + reinit_zeros(obj)
     return Built(obj, dropped, reinitialised)
+
+
+@contextmanager
+def _unset_memory_as_nan() -> Iterator[None]:
+    """Make ``torch.empty`` hand out NaN instead of whatever memory held, while a model is
+    constructed. Why: some constructors leave parameters for ``from_pretrained`` to fill
+    (diffusers 0.37 Z-Image: ``x_pad_token = nn.Parameter(torch.empty(...))``); built from a
+    config, those held garbage, so a step was NaN in one run and finite in the next. As NaN
+    they are found and re-drawn (:func:`reinit_unset`)."""
+    import torch
+
+    deterministic = getattr(torch.utils, "deterministic", None)
+    if deterministic is None:  # torch < 2.1: nothing to switch
+        yield
+        return
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    was_fill = deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic.fill_uninitialized_memory = True
+    try:
+        yield
+    finally:
+        deterministic.fill_uninitialized_memory = was_fill
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn)
+
+
+def reinit_unset(module: Any, std: float = ZERO_REINIT_STD) -> list[str]:
+    """Re-draw every parameter or buffer holding a non-finite value after construction (a
+    constructor's ``torch.empty`` nothing filled; see :func:`_unset_memory_as_nan`);
+    returns their names. A fresh model has no legitimate NaN or inf."""
+    import torch
+
+    names = []
+    with torch.no_grad():
+        tensors = [*module.named_parameters(), *module.named_buffers()]
+        for name, tensor in tensors:
+            if tensor.is_floating_point() and tensor.numel():
+                if not bool(torch.isfinite(tensor).all()):
+                    tensor.normal_(0.0, std)
+                    names.append(name)
+    return names
 
 
 def reinit_zeros(module: Any, std: float = ZERO_REINIT_STD) -> list[str]:
