@@ -25,6 +25,7 @@ import torch
 
 from harness.cell.classify import LibraryError
 from harness.drivers.probe import accepts
+from harness.inputs.checkpoints.lora.build import write_safetensors
 from harness.inputs.checkpoints.lora.layouts import DENOISER
 from harness.oracles.lora import combine
 from harness.protocol.outcomes import Outcome
@@ -161,15 +162,13 @@ def test_load_folder_guesses_weight_name(
     """``load_lora_weights(<folder>)`` without ``weight_name``: a folder holding one
     ``.safetensors`` LoRA file (not the default name) loads that file."""
     from huggingface_hub import constants as hub
-    from safetensors.torch import save_file
 
     # 0.26-0.39 refuse to guess in offline mode even for a local folder: the row says which
     compat.param(arch=arch, level="pipeline", weight_name=None, hub_offline=hub.HF_HUB_OFFLINE)
     compat.valid_input("a local folder holding one complete LoRA .safetensors file")
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=42)
-    tensors = {k: v.contiguous() for k, v in adapter.built.state_dict.items()}
-    save_file(tensors, str(tmp_path / "my_style_lora.safetensors"))
+    write_safetensors(tmp_path / "my_style_lora.safetensors", adapter.built.state_dict)
     pipe = scene.fresh()
     _needs(compat, pipe, "load_lora_weights")
     with compat.library_call(names=["my_style_lora.safetensors"]):

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from harness.inputs.checkpoints.lora.build import write_safetensors
 from harness.inputs.checkpoints.lora.layouts import Layer
 from harness.inputs.families.table import FAMILIES
 
@@ -199,10 +200,8 @@ class LayoutLora:
         return out
 
     def save(self, folder: Path, name: str = "layout_lora.safetensors") -> Path:
-        from safetensors.torch import save_file
-
         path = folder / name
-        save_file({k: v.contiguous() for k, v in self.state_dict.items()}, str(path))
+        write_safetensors(path, self.state_dict)
         return path
 
 

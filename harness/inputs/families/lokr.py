@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from harness.inputs.checkpoints.lora.build import write_safetensors
 from harness.inputs.checkpoints.lora.layouts import Layer
 from harness.inputs.families.layouts import FLUX2_BLOCK_RULES, FLUX2_PARTIAL, MAX_BLOCKS, Rule
 
@@ -179,10 +180,8 @@ class LokrFile:
         return out
 
     def save(self, folder: Path, name: str = "lokr.safetensors") -> Path:
-        from safetensors.torch import save_file
-
         path = folder / name
-        save_file({k: v.contiguous() for k, v in self.state_dict.items()}, str(path))
+        write_safetensors(path, self.state_dict)
         return path
 
 
