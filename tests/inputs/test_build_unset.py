@@ -20,6 +20,8 @@ class PadTokenModel(torch.nn.Module):
         super().__init__()
         self.proj = torch.nn.Linear(dim, dim)
         self.pad_token = torch.nn.Parameter(torch.empty((1, dim)))  # left for loading
+        mask = torch.full((dim, dim), float("-inf")).triu(1)  # -inf on purpose
+        self.register_buffer("mask", mask)
 
 
 @pytest.fixture
@@ -38,3 +40,5 @@ def test_unset_parameters_are_drawn_from_the_seed(fake_library: str) -> None:
     assert torch.equal(first.obj.pad_token, second.obj.pad_token)
     assert torch.equal(first.obj.proj.weight, second.obj.proj.weight)
     assert not torch.are_deterministic_algorithms_enabled()  # the switch is put back
+    assert "mask" not in first.reinitialised  # a deliberate -inf buffer stays as built
+    assert torch.isneginf(first.obj.mask).sum() == 8 * 7 // 2

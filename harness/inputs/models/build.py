@@ -141,17 +141,20 @@ def _unset_memory_as_nan() -> Iterator[None]:
 
 
 def reinit_unset(module: Any, std: float = ZERO_REINIT_STD) -> list[str]:
-    """Re-draw every parameter or buffer holding a non-finite value after construction (a
-    constructor's ``torch.empty`` nothing filled; see :func:`_unset_memory_as_nan`);
-    returns their names. A fresh model has no legitimate NaN or inf."""
+    """Re-draw every parameter holding a NaN after construction (a constructor's
+    ``torch.empty`` nothing filled; see :func:`_unset_memory_as_nan`), and every buffer
+    that is NaN throughout; returns their names. NaN only: a mask buffer may hold ``-inf``
+    on purpose."""
     import torch
 
     names = []
     with torch.no_grad():
-        tensors = [*module.named_parameters(), *module.named_buffers()]
-        for name, tensor in tensors:
-            if tensor.is_floating_point() and tensor.numel():
-                if not bool(torch.isfinite(tensor).all()):
+        for kind, tensors in (("any", module.named_parameters()), ("all", module.named_buffers())):
+            for name, tensor in tensors:
+                if not (tensor.is_floating_point() and tensor.numel()):
+                    continue
+                nan = torch.isnan(tensor)
+                if bool(nan.any() if kind == "any" else nan.all()):
                     tensor.normal_(0.0, std)
                     names.append(name)
     return names
