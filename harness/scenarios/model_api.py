@@ -114,3 +114,58 @@ def as_names(value: Any) -> list[str]:
 def missing_methods(obj: Any, names: Iterable[str]) -> list[str]:
     """Public methods / attributes ``obj``'s class lacks (the API probe for UNSUPPORTED)."""
     return [n for n in names if not hasattr(type(obj), n)]
+
+
+def require_methods(compat: Any, obj: Any, *names: str) -> None:
+    """UNSUPPORTED where ``obj``'s class lacks one of the public methods ``names``."""
+    missing = missing_methods(obj, names)
+    compat.require(not missing, f"{type(obj).__name__} has no {', '.join(missing)}")
+
+
+def denoiser_with(compat: Any, scene: Any, pipe: Any, *methods: str) -> Any:
+    """The pipeline's denoiser, UNSUPPORTED where it lacks ``methods`` or peft is absent."""
+    model = getattr(pipe, DENOISER[scene.arch])
+    require_methods(compat, model, *methods)
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        compat.unsupported("peft is not installed in this cell")
+    return model
+
+
+def add_with_weights(compat: Any, scene: Any, pipe: Any, model: Any, adapter: Adapter) -> None:
+    """``model.add_adapter(LoraConfig(...), adapter_name=...)``, then the file's matrices
+    written into the new layers (ours). A target without a layer is DROPPED_KEYS."""
+    from harness.protocol.outcomes import Outcome
+
+    config = lora_config(adapter)  # our build, outside the library call
+    with compat.library_call(names=[adapter.name]):
+        model.add_adapter(config, adapter_name=adapter.name)
+    absent = write_weights(scene, pipe, adapter)
+    if absent:
+        compat.detail(not_wrapped=absent[:20])
+        compat.finding(
+            Outcome.DROPPED_KEYS,
+            f"add_adapter({adapter.name!r}) put no LoRA layer on {len(absent)} targeted "
+            f"module(s): {', '.join(absent[:5])}",
+        )
+
+
+def load_adapter(compat: Any, pipe: Any, adapter: Adapter) -> None:
+    """``pipe.load_lora_weights`` of the adapter's file (a copy of its dict)."""
+    with compat.library_call(names=adapter.built.stems()):
+        pipe.load_lora_weights(dict(adapter.built.state_dict), adapter_name=adapter.name)
+
+
+def fused_left(scene: Any, pipe: Any) -> dict[str, float]:
+    """Stored weights beyond fp rounding of pristine (unfuse subtracts what fuse added):
+    module -> max abs difference."""
+    left = {}
+    for component, weights in scene.stored(pipe).items():
+        for name, w in weights.items():
+            base = scene.base[component][name]
+            tol = 1e-5 * float(base.abs().max()) + 1e-6 if scene.dtype == torch.float32 else 2e-2
+            err = float((w - base).abs().max())
+            if err > tol:
+                left[f"{component}.{name}"] = err
+    return left

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from harness.cell.classify import LibraryError
 from harness.drivers.probe import accepts
@@ -32,10 +31,13 @@ from harness.protocol.outcomes import Outcome
 from harness.scenarios.model_api import (
     SCALING,
     Adapter,
+    add_with_weights,
     denoiser_lora,
+    denoiser_with,
+    fused_left,
+    load_adapter,
     lora_config,
-    missing_methods,
-    write_weights,
+    require_methods,
 )
 
 ARCHES = ("sd15", "flux")
@@ -51,50 +53,18 @@ def scene_for(zoo: Any) -> Any:
 
 
 # -- helpers -----------------------------------------------------------------------------
-def _needs(compat: Any, obj: Any, *names: str) -> None:
-    missing = missing_methods(obj, names)
-    compat.require(not missing, f"{type(obj).__name__} has no {', '.join(missing)}")
-
-
-def _load(compat: Any, pipe: Any, adapter: Adapter) -> None:
-    with compat.library_call(names=adapter.built.stems()):
-        pipe.load_lora_weights(dict(adapter.built.state_dict), adapter_name=adapter.name)
-
-
 def _two_loaded(compat: Any, scene: Any, seed: int) -> tuple[Any, Adapter, Adapter]:
     """A pipeline with two overlapping denoiser LoRAs loaded, both set active at weight 1
     (a load activates only the adapter it loads)."""
     first = denoiser_lora(scene, A, seed=seed, part="even")
     second = denoiser_lora(scene, B, seed=seed + 1, part="odd")
     pipe = scene.fresh()
-    _needs(compat, pipe, "load_lora_weights", "set_adapters")
-    _load(compat, pipe, first)
-    _load(compat, pipe, second)
+    require_methods(compat, pipe, "load_lora_weights", "set_adapters")
+    load_adapter(compat, pipe, first)
+    load_adapter(compat, pipe, second)
     with compat.library_call(names=[A, B]):
         pipe.set_adapters([A, B])
     return pipe, first, second
-
-
-def _model(compat: Any, scene: Any, pipe: Any, *methods: str) -> Any:
-    model = getattr(pipe, DENOISER[scene.arch])
-    _needs(compat, model, *methods)
-    try:
-        import peft  # noqa: F401
-    except ImportError:
-        compat.unsupported("peft is not installed in this cell")
-    return model
-
-
-def _add(compat: Any, scene: Any, pipe: Any, model: Any, adapter: Adapter) -> None:
-    """``add_adapter`` of the adapter's exact modules, then its matrices written (ours)."""
-    config = lora_config(adapter)
-    with compat.library_call(names=[adapter.name]):
-        model.add_adapter(config, adapter_name=adapter.name)
-    absent = write_weights(scene, pipe, adapter)
-    if absent:
-        compat.finding(
-            Outcome.DROPPED_KEYS, f"add_adapter({adapter.name!r}) wrapped no {absent[:3]}"
-        )
 
 
 def _expect_refusal(
@@ -129,18 +99,6 @@ def _unchanged_effect(compat: Any, scene: Any, pipe: Any, ref: Any, what: str, w
     return probe
 
 
-def _not_restored(scene: Any, pipe: Any) -> list[str]:
-    """Stored weights beyond fp rounding of pristine."""
-    left = []
-    for component, weights in scene.stored(pipe).items():
-        for name, w in weights.items():
-            base = scene.base[component][name]
-            tol = 1e-5 * float(base.abs().max()) + 1e-6 if scene.dtype == torch.float32 else 2e-2
-            if float((w - base).abs().max()) > tol:
-                left.append(f"{component}.{name}")
-    return left
-
-
 # -- pipeline level: valid calls ---------------------------------------------------------
 @pytest.mark.parametrize("arch", ARCHES)
 def test_set_adapters_scalar_weight(compat: Any, scene_for: Any, arch: str) -> None:
@@ -170,7 +128,7 @@ def test_load_folder_guesses_weight_name(
     adapter = denoiser_lora(scene, A, seed=42)
     write_safetensors(tmp_path / "my_style_lora.safetensors", adapter.built.state_dict)
     pipe = scene.fresh()
-    _needs(compat, pipe, "load_lora_weights")
+    require_methods(compat, pipe, "load_lora_weights")
     with compat.library_call(names=["my_style_lora.safetensors"]):
         pipe.load_lora_weights(str(tmp_path), adapter_name=A)
     scene.expect_effect(compat, pipe, adapter.ref, "load_lora_weights(<folder>)")
@@ -186,8 +144,8 @@ def test_deprecated_fuse_keywords(compat: Any, scene_for: Any, arch: str) -> Non
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=43)
     pipe = scene.fresh()
-    _needs(compat, pipe, "load_lora_weights", "fuse_lora", "unfuse_lora")
-    _load(compat, pipe, adapter)
+    require_methods(compat, pipe, "load_lora_weights", "fuse_lora", "unfuse_lora")
+    load_adapter(compat, pipe, adapter)
     kwargs = scene.fuse_kwargs(pipe)
     with compat.library_call() as messages:
         pipe.fuse_lora(fuse_text_encoder=False, **kwargs)
@@ -198,10 +156,11 @@ def test_deprecated_fuse_keywords(compat: Any, scene_for: Any, arch: str) -> Non
     scene.expect_effect(compat, pipe, adapter.ref, "fuse_lora(fuse_text_encoder=False)")
     with compat.library_call():
         pipe.unfuse_lora(unfuse_text_encoder=False, **kwargs)
-    left = _not_restored(scene, pipe)
+    left = fused_left(scene, pipe)
     if left:
         compat.finding(
-            Outcome.STALE_STATE, f"unfuse_lora(unfuse_text_encoder=False) left fused: {left[:5]}"
+            Outcome.STALE_STATE,
+            f"unfuse_lora(unfuse_text_encoder=False) left fused: {list(left)[:5]}",
         )
 
 
@@ -253,14 +212,14 @@ def test_fuse_bad_components(
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=48)
     pipe = scene.fresh()
-    _needs(compat, pipe, "load_lora_weights", method)
+    require_methods(compat, pipe, "load_lora_weights", method)
     compat.require(accepts(getattr(pipe, method), "components"), f"{method} takes no components")
-    _load(compat, pipe, adapter)
+    load_adapter(compat, pipe, adapter)
 
     def unchanged() -> None:
-        left = _not_restored(scene, pipe)
+        left = fused_left(scene, pipe)
         if left:
-            compat.finding(Outcome.STALE_STATE, f"refused {method} fused {left[:5]}")
+            compat.finding(Outcome.STALE_STATE, f"refused {method} fused {list(left)[:5]}")
         _unchanged_effect(compat, scene, pipe, adapter.ref, f"the refused {method}", 1.0)()
 
     _expect_refusal(compat, lambda: getattr(pipe, method)(components=components), [name], unchanged)
@@ -276,7 +235,7 @@ def test_save_metadata_without_safetensors(
     scene = scene_for(arch)
     denoiser = DENOISER[arch]
     pipe = scene.fresh()
-    _needs(compat, pipe, "save_lora_weights")
+    require_methods(compat, pipe, "save_lora_weights")
     keyword = f"{denoiser}_lora_adapter_metadata"
     compat.require(
         accepts(pipe.save_lora_weights, keyword), f"save_lora_weights takes no {keyword}"
@@ -320,9 +279,9 @@ def test_model_set_adapters_scalar_weight(compat: Any, scene_for: Any, arch: str
     first = denoiser_lora(scene, A, seed=50, part="even")
     second = denoiser_lora(scene, B, seed=51, part="odd")
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "set_adapters")
-    _add(compat, scene, pipe, model, first)
-    _add(compat, scene, pipe, model, second)
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "set_adapters")
+    add_with_weights(compat, scene, pipe, model, first)
+    add_with_weights(compat, scene, pipe, model, second)
     with compat.library_call(names=[A, B]):
         model.set_adapters([A, B], weights=SCALAR)
     expected = combine([(first.ref, SCALING * SCALAR), (second.ref, SCALING * SCALAR)])
@@ -338,9 +297,9 @@ def test_model_set_adapters_wrong_length(compat: Any, scene_for: Any, arch: str)
     first = denoiser_lora(scene, A, seed=52, part="even")
     second = denoiser_lora(scene, B, seed=53, part="odd")
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "set_adapter", "set_adapters")
-    _add(compat, scene, pipe, model, first)
-    _add(compat, scene, pipe, model, second)
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "set_adapter", "set_adapters")
+    add_with_weights(compat, scene, pipe, model, first)
+    add_with_weights(compat, scene, pipe, model, second)
     with compat.library_call(names=[A, B]):
         model.set_adapter([A, B])
     both = combine([(first.ref, SCALING), (second.ref, SCALING)])
@@ -360,8 +319,8 @@ def test_model_add_existing_name(compat: Any, scene_for: Any, arch: str) -> None
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=54)
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter")
-    _add(compat, scene, pipe, model, adapter)
+    model = denoiser_with(compat, scene, pipe, "add_adapter")
+    add_with_weights(compat, scene, pipe, model, adapter)
     config = lora_config(adapter)
     _expect_refusal(
         compat,
@@ -388,7 +347,7 @@ def test_model_no_adapter_loaded(compat: Any, scene_for: Any, arch: str, method:
     compat.param(arch=arch, level="model", method=method)
     scene = scene_for(arch)
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, method)
+    model = denoiser_with(compat, scene, pipe, method)
 
     def unchanged() -> None:
         changed = scene.restore_diff(pipe)
@@ -408,15 +367,15 @@ def test_model_delete_adapters_string(compat: Any, scene_for: Any, arch: str) ->
     first = denoiser_lora(scene, A, seed=56, part="even")
     second = denoiser_lora(scene, B, seed=57, part="odd")
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "set_adapter", "delete_adapters")
-    _add(compat, scene, pipe, model, first)
-    _add(compat, scene, pipe, model, second)
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "set_adapter", "delete_adapters")
+    add_with_weights(compat, scene, pipe, model, first)
+    add_with_weights(compat, scene, pipe, model, second)
     with compat.library_call(names=[A, B]):
         model.set_adapter([A, B])
         model.delete_adapters(A)
     left = [p for p, m in model.named_modules() if A in getattr(m, "lora_A", {})]
     if left or A in getattr(model, "peft_config", {}):
-        compat.finding(Outcome.STALE_STATE, f"delete_adapters({A!r}) left it on {left[:5]}")
+        compat.finding(Outcome.STALE_STATE, f"delete_adapters({A!r}) left it on {list(left)[:5]}")
     scene.expect_effect(compat, pipe, second.ref, f"delete_adapters({A!r})", SCALING)
 
 
@@ -428,8 +387,8 @@ def test_model_save_unknown_adapter(compat: Any, scene_for: Any, arch: str, tmp_
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=58)
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "save_lora_adapter")
-    _add(compat, scene, pipe, model, adapter)
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "save_lora_adapter")
+    add_with_weights(compat, scene, pipe, model, adapter)
 
     def unchanged() -> None:
         written = sorted(p.name for p in tmp_path.iterdir())

@@ -23,16 +23,19 @@ import pytest
 import torch
 
 from harness.drivers.probe import accepts
-from harness.inputs.checkpoints.lora.layouts import DENOISER
 from harness.oracles.lora import combine
 from harness.protocol.outcomes import Outcome
 from harness.scenarios.model_api import (
     SCALING,
     Adapter,
+    add_with_weights,
     as_names,
     denoiser_lora,
+    denoiser_with,
+    fused_left,
+    load_adapter,
     lora_config,
-    missing_methods,
+    require_methods,
     wrapped_paths,
     write_weights,
 )
@@ -47,38 +50,6 @@ def scene_for(zoo: Any) -> Any:
     from harness.scenarios.lora import scene_cache
 
     return scene_cache(zoo)
-
-
-def _model(compat: Any, scene: Any, pipe: Any, *methods: str) -> Any:
-    model = getattr(pipe, DENOISER[scene.arch])
-    missing = missing_methods(model, methods)
-    compat.require(not missing, f"{type(model).__name__} has no {', '.join(missing)}")
-    compat.require(_peft_importable(), "peft is not installed in this cell")
-    return model
-
-
-def _peft_importable() -> bool:
-    try:
-        import peft  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _add(compat: Any, scene: Any, pipe: Any, model: Any, adapter: Adapter) -> None:
-    """``model.add_adapter(LoraConfig(...), adapter_name=...)``, then the file's matrices
-    written into the new layers (ours). A target without a layer is DROPPED_KEYS."""
-    config = lora_config(adapter)  # our build, outside the library call
-    with compat.library_call(names=[adapter.name]):
-        model.add_adapter(config, adapter_name=adapter.name)
-    absent = write_weights(scene, pipe, adapter)
-    if absent:
-        compat.detail(not_wrapped=absent[:20])
-        compat.finding(
-            Outcome.DROPPED_KEYS,
-            f"add_adapter({adapter.name!r}) put no LoRA layer on {len(absent)} targeted "
-            f"module(s): {', '.join(absent[:5])}",
-        )
 
 
 def _expect_pristine(compat: Any, scene: Any, pipe: Any, what: str, outcome: Outcome) -> None:
@@ -115,7 +86,7 @@ def test_add_adapter(compat: Any, scene_for: Any, arch: str) -> None:
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=20)
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter")
+    model = denoiser_with(compat, scene, pipe, "add_adapter")
     config = lora_config(adapter)
     with compat.library_call(names=[A]):
         model.add_adapter(config, adapter_name=A)
@@ -150,9 +121,9 @@ def test_set_adapter(compat: Any, scene_for: Any, arch: str) -> None:
     first = denoiser_lora(scene, A, seed=21, part="even")
     second = denoiser_lora(scene, B, seed=22, part="odd")
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "set_adapter")
-    _add(compat, scene, pipe, model, first)
-    _add(compat, scene, pipe, model, second)
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "set_adapter")
+    add_with_weights(compat, scene, pipe, model, first)
+    add_with_weights(compat, scene, pipe, model, second)
     for names, refs in (
         (A, [first.ref]),
         (B, [second.ref]),
@@ -174,12 +145,12 @@ def test_active_adapters(compat: Any, scene_for: Any, arch: str) -> None:
     first = denoiser_lora(scene, A, seed=23, part="even")
     second = denoiser_lora(scene, B, seed=24, part="odd")
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "set_adapter", "active_adapters")
-    _add(compat, scene, pipe, model, first)
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "set_adapter", "active_adapters")
+    add_with_weights(compat, scene, pipe, model, first)
     with compat.library_call():
         got = model.active_adapters()
     _expect_names(compat, got, [A], f"add_adapter({A!r})")
-    _add(compat, scene, pipe, model, second)
+    add_with_weights(compat, scene, pipe, model, second)
     with compat.library_call():
         got = model.active_adapters()
     _expect_names(compat, got, [B], f"add_adapter({B!r})")
@@ -198,8 +169,8 @@ def test_disable_enable_adapters(compat: Any, scene_for: Any, arch: str) -> None
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=25)
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "disable_adapters", "enable_adapters")
-    _add(compat, scene, pipe, model, adapter)
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "disable_adapters", "enable_adapters")
+    add_with_weights(compat, scene, pipe, model, adapter)
     with compat.library_call():
         model.disable_adapters()
     _expect_pristine(compat, scene, pipe, "disable_adapters()", Outcome.SILENT_NOOP)
@@ -222,11 +193,11 @@ def test_model_fuse_unfuse(compat: Any, scene_for: Any, arch: str) -> None:
     scene = scene_for(arch)
     adapter = denoiser_lora(scene, A, seed=26)
     pipe = scene.fresh()
-    model = _model(compat, scene, pipe, "add_adapter", "fuse_lora", "unfuse_lora")
+    model = denoiser_with(compat, scene, pipe, "add_adapter", "fuse_lora", "unfuse_lora")
     compat.require(
         accepts(model.fuse_lora, "lora_scale"), "the model's fuse_lora takes no lora_scale"
     )
-    _add(compat, scene, pipe, model, adapter)
+    add_with_weights(compat, scene, pipe, model, adapter)
     with compat.library_call():
         model.fuse_lora(lora_scale=FUSE_SCALE)
     fused = SCALING * FUSE_SCALE
@@ -237,7 +208,7 @@ def test_model_fuse_unfuse(compat: Any, scene_for: Any, arch: str) -> None:
     scene.expect_effect(compat, pipe, adapter.ref, f"fuse_lora(lora_scale={FUSE_SCALE})", fused)
     with compat.library_call():
         model.unfuse_lora()
-    left = _not_restored(scene, pipe)
+    left = fused_left(scene, pipe)
     if left:
         compat.detail(not_restored=dict(list(left.items())[:20]))
         compat.finding(
@@ -274,19 +245,6 @@ def _judge_stored(compat: Any, comparisons: dict[str, Any], what: str) -> None:
         )
 
 
-def _not_restored(scene: Any, pipe: Any) -> dict[str, float]:
-    """Stored weights beyond fp rounding of pristine (unfuse subtracts what fuse added)."""
-    left = {}
-    for component, weights in scene.stored(pipe).items():
-        for name, w in weights.items():
-            base = scene.base[component][name]
-            tol = 1e-5 * float(base.abs().max()) + 1e-6 if scene.dtype == torch.float32 else 2e-2
-            err = float((w - base).abs().max())
-            if err > tol:
-                left[f"{component}.{name}"] = err
-    return left
-
-
 # -- pipeline level ----------------------------------------------------------------------
 #: The call keyword that carries a LoRA ``scale`` into the denoiser, per pipeline family.
 ATTENTION_KWARGS = ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs")
@@ -321,7 +279,7 @@ def test_attention_kwargs_scale(compat: Any, scene_for: Any, arch: str) -> None:
     names = [n for n in ATTENTION_KWARGS if accepts(type(pipe).__call__, n)]
     compat.require(names, f"{type(pipe).__name__}.__call__ takes no attention kwargs")
     compat.param(keyword=names[0])
-    _load(compat, pipe, adapter)
+    load_adapter(compat, pipe, adapter)
     with compat.library_call():
         scaled = run_step(pipe, **{names[0]: {"scale": CALL_SCALE}})
         after = run_step(pipe)
@@ -343,16 +301,6 @@ def test_attention_kwargs_scale(compat: Any, scene_for: Any, arch: str) -> None:
             )
 
 
-def _load(compat: Any, pipe: Any, adapter: Adapter) -> None:
-    with compat.library_call(names=adapter.built.stems()):
-        pipe.load_lora_weights(dict(adapter.built.state_dict), adapter_name=adapter.name)
-
-
-def _pipe_needs(compat: Any, pipe: Any, *names: str) -> None:
-    missing = missing_methods(pipe, names)
-    compat.require(not missing, f"{type(pipe).__name__} has no {', '.join(missing)}")
-
-
 @pytest.mark.parametrize("arch", ARCHES)
 def test_get_active_adapters(compat: Any, scene_for: Any, arch: str) -> None:
     """Two denoiser-only files loaded with ``load_lora_weights``; after
@@ -364,9 +312,9 @@ def test_get_active_adapters(compat: Any, scene_for: Any, arch: str) -> None:
     first = denoiser_lora(scene, A, seed=27, part="even")
     second = denoiser_lora(scene, B, seed=28, part="odd")
     pipe = scene.fresh()
-    _pipe_needs(compat, pipe, "set_adapters", "get_active_adapters")
-    _load(compat, pipe, first)
-    _load(compat, pipe, second)
+    require_methods(compat, pipe, "set_adapters", "get_active_adapters")
+    load_adapter(compat, pipe, first)
+    load_adapter(compat, pipe, second)
     refs = {A: first.ref, B: second.ref}
     for names in ([A], [A, B], B):
         with compat.library_call(names=[A, B]):
@@ -391,14 +339,14 @@ def test_fused_loras(compat: Any, scene_for: Any, arch: str) -> None:
     first = denoiser_lora(scene, A, seed=29, part="even")
     second = denoiser_lora(scene, B, seed=30, part="odd")
     pipe = scene.fresh()
-    _pipe_needs(compat, pipe, "set_adapters", "fuse_lora", "unfuse_lora", "num_fused_loras")
+    require_methods(compat, pipe, "set_adapters", "fuse_lora", "unfuse_lora", "num_fused_loras")
     compat.require(
         accepts(pipe.fuse_lora, "adapter_names"), "fuse_lora takes no adapter_names here"
     )
     has_names = hasattr(type(pipe), "fused_loras")
     compat.detail(fused_loras_property=has_names)
-    _load(compat, pipe, first)
-    _load(compat, pipe, second)
+    load_adapter(compat, pipe, first)
+    load_adapter(compat, pipe, second)
     kwargs = scene.fuse_kwargs(pipe)
     with compat.library_call(names=[A, B]):
         pipe.set_adapters([A, B])
@@ -419,7 +367,7 @@ def test_fused_loras(compat: Any, scene_for: Any, arch: str) -> None:
         count = pipe.num_fused_loras
         names = set(pipe.fused_loras) if has_names else None
     compat.detail(num_fused_after_unfuse=count, fused_after_unfuse=sorted(names or []))
-    left = _not_restored(scene, pipe)
+    left = fused_left(scene, pipe)
     if left:
         compat.finding(Outcome.STALE_STATE, f"unfuse_lora left {len(left)} stored weight(s) fused")
     if count != 0 or names:
