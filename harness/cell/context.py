@@ -130,7 +130,7 @@ class CheckContext:
                     outcome, reason = classify_exception(exc, names)
                     if late:
                         outcome = Outcome.CRASH
-                        reason = f"late failure: {type(exc).__name__} after the load succeeded"
+                        reason = f"late failure: {type(exc).__name__} after the library accepted the input"
                     elif self.input_valid and outcome in REJECTIONS:
                         reason = f"valid input refused ({outcome.value.lower()}: {reason})"
                         outcome = Outcome.REFUSED

@@ -70,6 +70,9 @@ def test_custom_diffusion_save(compat: Any, zoo: Any, tmp_path: Path, arch: str)
     procs = custom_diffusion_processors(unet, weights)  # our build of the training set-up
     with compat.library_call():
         unet.set_attn_processor(procs)
+    # Saving takes no input of ours: the library failing on its own processors (0.26-0.29
+    # hand a dict to safetensors) is a crash, not a refusal of valid input.
+    with compat.library_call(late=True):
         unet.save_attn_procs(str(tmp_path), weight_name=WEIGHT_NAME["safetensors"])
     from safetensors.torch import load_file
 
