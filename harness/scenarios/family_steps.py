@@ -30,25 +30,76 @@ from harness.scenarios.families import ALPHA, RANK, reads_adapter_metadata
 
 
 def step_kwargs(
-    pipe: Any, spec: FamilyPipeline, seed: int, **extra: Any
+    pipe: Any,
+    spec: FamilyPipeline,
+    seed: int,
+    embeds: dict[str, torch.Tensor] | None = None,
+    **extra: Any,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The call's keywords for this release, and the data keywords it left out."""
+    """The call's keywords for this release, and the data keywords it left out. With
+    ``embeds`` (from :func:`prompt_embeds`) they replace the prompt."""
     params, _ = accepted_parameters(type(pipe).__call__)
-    unknown = sorted(k for k in extra if k not in params)
+    unknown = sorted(k for k in [*extra, *(embeds or {})] if k not in params)
     if unknown:
         raise Unsupported(f"{type(pipe).__name__}.__call__ has no parameter {', '.join(unknown)}")
     kwargs = {k: v for k, v in spec.call.items() if k in params}
     left_out = sorted(set(spec.call) - set(kwargs))
+    if embeds is not None:
+        kwargs.pop("prompt", None)
+        kwargs.update(embeds)
     kwargs.update(output_type="latent", return_dict=False, **extra)
     kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
     return kwargs, left_out
 
 
 @torch.no_grad()
-def family_step(pipe: Any, spec: FamilyPipeline, seed: int = 0, **extra: Any) -> torch.Tensor:
-    """One seeded step; the latent output as a detached CPU tensor."""
-    kwargs, _ = step_kwargs(pipe, spec, seed, **extra)
-    out = pipe(**kwargs)[0]
+def prompt_embeds(pipe: Any, spec: FamilyPipeline) -> dict[str, torch.Tensor]:
+    """Our encoding of the call's prompt with the pipeline's own tokenizer and text
+    encoder (``spec.embeds``): the last hidden state, padded positions zeroed. Runs no
+    pipeline code, so a release's prompt handling cannot stop it."""
+    recipe = spec.embeds
+    if recipe is None:
+        raise RuntimeError(f"{spec.family}: no PromptEmbeds recipe in components.py")
+    tokenizer = getattr(pipe, recipe.tokenizer)
+    encoder = getattr(pipe, recipe.text_encoder)
+    device = next(encoder.parameters()).device
+    tokens = tokenizer(
+        [spec.call["prompt"]],
+        padding="max_length",
+        max_length=recipe.max_length,
+        truncation=True,
+        add_special_tokens=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    mask = tokens.attention_mask.to(device)
+    hidden = encoder(tokens.input_ids.to(device), mask).last_hidden_state
+    return {"prompt_embeds": (hidden * mask.unsqueeze(-1).to(hidden.dtype)).detach().clone()}
+
+
+@torch.no_grad()
+def family_step(
+    pipe: Any,
+    spec: FamilyPipeline,
+    seed: int = 0,
+    embeds: dict[str, torch.Tensor] | None = None,
+    notes: list[str] | None = None,
+    **extra: Any,
+) -> torch.Tensor:
+    """One seeded step; the latent output as a detached CPU tensor. What was off about the
+    call's return form (a bare tensor where ``return_dict=False`` promises a tuple) is
+    appended to ``notes``; the whole batch is returned either way."""
+    kwargs, _ = step_kwargs(pipe, spec, seed, embeds, **extra)
+    result = pipe(**kwargs)
+    if isinstance(result, torch.Tensor):
+        out = result
+        if notes is not None:
+            notes.append(
+                f"{type(pipe).__name__}(output_type='latent', return_dict=False) returned a "
+                f"bare tensor {tuple(result.shape)}, not a tuple: `[0]` on it is one sample"
+            )
+    else:
+        out = result[0]
     if isinstance(out, (list, tuple)):  # a list of per-prompt latents
         out = torch.stack(list(out))
     return out.detach().to("cpu")

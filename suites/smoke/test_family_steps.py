@@ -16,6 +16,11 @@ scheduler; :mod:`harness.inputs.families.components`) runs one seeded step:
 * ``family_lora_scale[<family>]`` - the same with ``{"scale": 0.5}`` passed through the
   pipeline's attention kwargs, against the merge at half weight.
 
+Where the data names a ``PromptEmbeds`` recipe (Wan, SkyReels-V2, Helios: their prompt
+cleaning needs ``ftfy``, which they import only when installed) every step of the two
+LoRA rows passes ``prompt_embeds`` we computed with the pipeline's own tokenizer and text
+encoder; ``family_step`` always passes the prompt, so that path stays judged.
+
 Building, loading and stepping run inside ``compat.library_call()``: a release that
 rejects the tiny architecture, or whose pipeline cannot step, is a finding of
 ``family_step`` (the LoRA rows of that family are then NOT_RUN, naming it, rather than
@@ -38,7 +43,13 @@ from harness.inputs.families.table import FAMILIES
 from harness.oracles.lora_merge import STEP_RELATIVE_TOLERANCE, merge_reference, step_agreement
 from harness.protocol.outcomes import Outcome
 from harness.scenarios.families import load_source
-from harness.scenarios.family_steps import complete_lora, family_step, scale_kwarg, step_kwargs
+from harness.scenarios.family_steps import (
+    complete_lora,
+    family_step,
+    prompt_embeds,
+    scale_kwarg,
+    step_kwargs,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -68,20 +79,44 @@ def _pipe(compat: Any, zoo: FullFamilyZoo, name: str) -> Any:
         return zoo.get(name)
 
 
-def _step(compat: Any, pipe: Any, name: str, late: bool = False, **extra: Any) -> torch.Tensor:
+def _step(
+    compat: Any,
+    pipe: Any,
+    name: str,
+    late: bool = False,
+    embeds: dict[str, torch.Tensor] | None = None,
+    notes: list[str] | None = None,
+    **extra: Any,
+) -> torch.Tensor:
     with compat.library_call(late=late):
-        return family_step(pipe, FAMILY_PIPELINES[name], seed=0, **extra)
+        return family_step(
+            pipe, FAMILY_PIPELINES[name], seed=0, embeds=embeds, notes=notes, **extra
+        )
 
 
-#: zoo -> {family: the seed-0 step of a pristine copy}, shared by the checks of a session.
+#: zoo -> {family (+ "/embeds"): the seed-0 step of a pristine copy}, shared by the checks.
 _PRISTINE: weakref.WeakKeyDictionary[Any, dict[str, torch.Tensor]] = weakref.WeakKeyDictionary()
+#: zoo -> {family: our prompt_embeds}, for the families whose LoRA rows step with them.
+_EMBEDS: weakref.WeakKeyDictionary[Any, dict[str, dict]] = weakref.WeakKeyDictionary()
 
 
-def _pristine(compat: Any, zoo: FullFamilyZoo, name: str) -> torch.Tensor:
+def _pristine(
+    compat: Any, zoo: FullFamilyZoo, name: str, embeds: dict[str, torch.Tensor] | None = None
+) -> torch.Tensor:
     outputs = _PRISTINE.setdefault(zoo, {})
-    if name not in outputs:
-        outputs[name] = _step(compat, _pipe(compat, zoo, name), name)
-    return outputs[name]
+    key = name if embeds is None else f"{name}/embeds"
+    if key not in outputs:
+        outputs[key] = _step(compat, _pipe(compat, zoo, name), name, embeds=embeds)
+    return outputs[key]
+
+
+def _embeds(zoo: FullFamilyZoo, name: str) -> dict[str, torch.Tensor]:
+    """Our prompt_embeds from the session's original pipeline (its text encoder is only
+    read; no LoRA touches it). Ours: a failure here is a HARNESS_ERROR."""
+    cached = _EMBEDS.setdefault(zoo, {})
+    if name not in cached:
+        cached[name] = prompt_embeds(zoo.build(name).pipe, FAMILY_PIPELINES[name])
+    return cached[name]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -94,12 +129,15 @@ def test_family_step(compat: Any, full_family_zoo: FullFamilyZoo, name: str) -> 
     compat.detail(step_s=round(time.perf_counter() - start, 3))
     pipe = _pipe(compat, full_family_zoo, name)
     _, left_out = step_kwargs(pipe, spec, seed=0)
-    second = _step(compat, pipe, name)
+    notes: list[str] = []  # the call's return form, where it breaks its contract
+    second = _step(compat, pipe, name, notes=notes)
     compat.detail(shape=list(first.shape), call_left_out=left_out, std=float(first.std()))
     if tuple(first.shape) != spec.latent_shape:
         compat.finding(
             Outcome.WRONG_RESULT, f"latent shape {tuple(first.shape)}, expected {spec.latent_shape}"
         )
+    for note in notes:
+        compat.finding(Outcome.WRONG_RESULT, note)
     if not bool(first.isfinite().all()):
         compat.finding(Outcome.WRONG_RESULT, f"{int((~first.isfinite()).sum())} non-finite values")
     if not torch.equal(first, second):
@@ -107,17 +145,27 @@ def test_family_step(compat: Any, full_family_zoo: FullFamilyZoo, name: str) -> 
         compat.finding(Outcome.WRONG_RESULT, f"same seed, different steps (max diff {diff:g})")
 
 
-def _prerequisites(compat: Any, zoo: FullFamilyZoo, name: str) -> torch.Tensor:
-    """Build and step the pristine pipeline for a LoRA row. A library failure there is
-    ``family_step``'s finding: here the row cannot run (NOT_RUN, naming it)."""
+def _prerequisites(
+    compat: Any, zoo: FullFamilyZoo, name: str
+) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """Build and step the pristine pipeline for a LoRA row; the pristine step and the
+    ``prompt_embeds`` every step of the row passes (None: the prompt). A library failure
+    in the build or the prompt step is ``family_step``'s finding: here the row cannot run
+    (NOT_RUN, naming it). Where the data has ``embeds`` the prompt path is no
+    prerequisite: the pristine step with our embeddings is this row's own library call."""
+    spec = FAMILY_PIPELINES[name]
     try:
         _declare(compat, zoo, name)
-        return _pristine(compat, zoo, name)
+        if spec.embeds is None:
+            return _pristine(compat, zoo, name), None
     except LibraryError as exc:
         compat.not_run(
             f"the pristine {name} pipeline does not build or step in this release "
             f"(family_step[{name}] records it): {exc.reason}"
         )
+    embeds = _embeds(zoo, name)
+    compat.detail(text_input=f"prompt_embeds {list(embeds['prompt_embeds'].shape)} (ours)")
+    return _pristine(compat, zoo, name, embeds), embeds
 
 
 def _judge_lora_step(
@@ -131,7 +179,7 @@ def _judge_lora_step(
     """Load the complete file, step (with ``extra``); compare with our merge at ``weight``
     and with the pristine step."""
     family = FAMILIES[name]
-    pristine = _prerequisites(compat, zoo, name)
+    pristine, embeds = _prerequisites(compat, zoo, name)
     pipe = _pipe(compat, zoo, name)
     built, ref = complete_lora(pipe, family)
     compat.valid_input(f"complete diffusers/PEFT file for {name}")
@@ -144,10 +192,10 @@ def _judge_lora_step(
     )
     with compat.library_call(names=built.stems()):
         pipe.load_lora_weights(source, adapter_name=ADAPTER, **kwargs)
-    loaded = _step(compat, pipe, name, late=True, **extra)
+    loaded = _step(compat, pipe, name, late=True, embeds=embeds, **extra)
     merged_pipe = _pipe(compat, zoo, name)
     merged_paths = merge_reference(getattr(merged_pipe, family.attr), ref, family.attr, weight)
-    merged = _step(compat, merged_pipe, name)
+    merged = _step(compat, merged_pipe, name, embeds=embeds)
     err, effect = step_agreement(loaded, merged, pristine)
     moved = float((loaded.double() - pristine.double()).abs().max())
     tol = STEP_RELATIVE_TOLERANCE.get(zoo.dtype, 1e-3) * effect
@@ -168,7 +216,7 @@ def _judge_lora_step(
     if err > tol:
         why = ""
         if extra:  # was the scale heard at all? the same loaded pipe without it
-            unscaled = _step(compat, pipe, name, late=True)
+            unscaled = _step(compat, pipe, name, late=True, embeds=embeds)
             scale_moved = float((loaded.double() - unscaled.double()).abs().max())
             compat.detail(max_abs_scaled_vs_unscaled=scale_moved)
             if scale_moved <= tol:

@@ -1,7 +1,7 @@
 """Planted bugs in a family's LoRA path must turn its step rows red, while the unpatched
 library (the newest cell's diffusers) keeps them green.
 
-Runs the real checks of ``suites/smoke/test_family_steps.py`` for Wan in-process
+Runs the real checks of ``suites/smoke/test_family_steps.py`` for Wan and Sana in-process
 (``pytest.main`` with ``-k``) against a monkeypatched diffusers and reads the verdicts:
 
 * ``skip-block``: ``WanLoraLoaderMixin.lora_state_dict`` drops every key of the second
@@ -9,11 +9,22 @@ Runs the real checks of ``suites/smoke/test_family_steps.py`` for Wan in-process
   both LoRA rows, while ``family_step`` (no LoRA) stays green;
 * ``scale-ignored``: the Wan transformer's forward loses ``scale`` from its
   ``attention_kwargs``: the default-scale row stays green, the scale row -> WRONG_RESULT;
-* ``load-noop``: ``load_lora_weights`` returns without loading -> SILENT_NOOP.
+* ``load-noop``: ``load_lora_weights`` returns without loading -> SILENT_NOOP;
+* ``sana-skip-cross-attention``: ``SanaLoraLoaderMixin.lora_state_dict`` drops the
+  cross-attention (``attn2``) keys: both Sana LoRA rows -> WRONG_RESULT;
+* ``sana-scale-ignored``: the Sana transformer's forward loses ``scale``: only
+  ``family_lora_scale[sana]`` -> WRONG_RESULT.
+* ``sana-bare-tensor``: ``SanaPipeline.__call__`` returns the bare latent tensor for
+  ``return_dict=False``: only ``family_step[sana]`` -> WRONG_RESULT (the LoRA rows
+  compare whole batches either way).
+
+Wan's LoRA rows step with our ``prompt_embeds`` (the data's ``PromptEmbeds``), Sana's with
+the prompt: both routes are covered.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -26,12 +37,12 @@ from tests.inner_suite import run_checks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "suites" / "smoke" / "test_family_steps.py"
-#: Wan's three rows (SkyReels-V2 has no complete pipeline in the data, so "wan" is exact).
-SELECT = "wan"
+#: The families planted here (``-k wan`` does not select ``skyreels-v2``).
+FAMILIES = ("wan", "sana")
 ROWS = {
-    "family_step[wan]",
-    "family_lora_step[wan]",
-    "family_lora_scale[wan]",
+    f"{row}[{family}]"
+    for family in FAMILIES
+    for row in ("family_step", "family_lora_step", "family_lora_scale")
 }
 
 
@@ -56,11 +67,9 @@ def plant_skip_block(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def plant_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Wan transformer never sees the ``scale`` its pipeline passes."""
-    from diffusers import WanTransformer3DModel
-
-    original = WanTransformer3DModel.forward
+def _drop_scale(monkeypatch: pytest.MonkeyPatch, model_cls: type) -> None:
+    """``model_cls.forward`` never sees the ``scale`` its pipeline passes."""
+    original = model_cls.forward
 
     def forward(self, *args, **kwargs):
         attention_kwargs = kwargs.get("attention_kwargs")
@@ -68,7 +77,38 @@ def plant_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
             kwargs["attention_kwargs"] = {k: v for k, v in attention_kwargs.items() if k != "scale"}
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(WanTransformer3DModel, "forward", forward)
+    monkeypatch.setattr(model_cls, "forward", forward)
+
+
+def plant_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Wan transformer never sees the ``scale`` its pipeline passes."""
+    from diffusers import WanTransformer3DModel
+
+    _drop_scale(monkeypatch, WanTransformer3DModel)
+
+
+def plant_sana_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Sana transformer never sees the ``scale`` its pipeline passes."""
+    from diffusers import SanaTransformer2DModel
+
+    _drop_scale(monkeypatch, SanaTransformer2DModel)
+
+
+def plant_sana_skip_cross_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sana's lora_state_dict loses every cross-attention (``attn2``) key."""
+    from diffusers.loaders import lora_pipeline
+
+    original = lora_pipeline.SanaLoraLoaderMixin.lora_state_dict.__func__
+
+    def lora_state_dict(cls, *args, **kwargs):
+        out = original(cls, *args, **kwargs)
+        sd = out[0] if isinstance(out, tuple) else out
+        kept = {k: v for k, v in sd.items() if ".attn2." not in k}
+        return (kept, *out[1:]) if isinstance(out, tuple) else kept
+
+    monkeypatch.setattr(
+        lora_pipeline.SanaLoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
+    )
 
 
 def plant_load_noop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,10 +120,26 @@ def plant_load_noop(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-#: plant -> (the verdicts it must produce (row -> "verdict:observed"), what every red
-#: row's message must say).
+def plant_sana_bare_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SanaPipeline returns the bare latent tensor for ``return_dict=False`` (as ERNIE-Image
+    0.38 does), not the documented tuple."""
+    from diffusers import SanaPipeline
+
+    original = SanaPipeline.__call__
+
+    @functools.wraps(original)  # the harness reads the call's keywords off its signature
+    def call(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        return out[0] if kwargs.get("return_dict") is False else out
+
+    monkeypatch.setattr(SanaPipeline, "__call__", call)
+
+
+#: plant -> (the family, the verdicts it must produce (row -> "verdict:observed"), what
+#: every red row's message must say).
 PLANTS = {
     "skip-block": (
+        "wan",
         plant_skip_block,
         {
             "family_step[wan]": "pass:OK",
@@ -93,6 +149,7 @@ PLANTS = {
         "differs from the step with our merge",
     ),
     "scale-ignored": (
+        "wan",
         plant_scale_ignored,
         {
             "family_step[wan]": "pass:OK",
@@ -102,6 +159,7 @@ PLANTS = {
         "attention_kwargs={'scale': 0.5} had no effect on the step",
     ),
     "load-noop": (
+        "wan",
         plant_load_noop,
         {
             "family_step[wan]": "pass:OK",
@@ -110,11 +168,41 @@ PLANTS = {
         },
         "equals the pristine one",
     ),
+    "sana-skip-cross-attention": (
+        "sana",
+        plant_sana_skip_cross_attention,
+        {
+            "family_step[sana]": "pass:OK",
+            "family_lora_step[sana]": "regression:WRONG_RESULT",
+            "family_lora_scale[sana]": "regression:WRONG_RESULT",
+        },
+        "differs from the step with our merge",
+    ),
+    "sana-bare-tensor": (
+        "sana",
+        plant_sana_bare_tensor,
+        {
+            "family_step[sana]": "regression:WRONG_RESULT",
+            "family_lora_step[sana]": "pass:OK",
+            "family_lora_scale[sana]": "pass:OK",
+        },
+        "returned a bare tensor (1, 4, 4, 4), not a tuple",
+    ),
+    "sana-scale-ignored": (
+        "sana",
+        plant_sana_scale_ignored,
+        {
+            "family_step[sana]": "pass:OK",
+            "family_lora_step[sana]": "pass:OK",
+            "family_lora_scale[sana]": "regression:WRONG_RESULT",
+        },
+        "attention_kwargs={'scale': 0.5} had no effect on the step",
+    ),
 }
 
 
 def test_unpatched_library_passes(tmp_path: Path) -> None:
-    records = run_checks(SUITE, SELECT, tmp_path / "unpatched.jsonl")
+    records = run_checks(SUITE, " or ".join(FAMILIES), tmp_path / "unpatched.jsonl")
     shown = verdicts(records)
     assert set(shown) == ROWS, json.dumps(shown, indent=1)
     assert set(shown.values()) == {"pass:OK"}, json.dumps(shown, indent=1)
@@ -130,9 +218,9 @@ def test_unpatched_library_passes(tmp_path: Path) -> None:
 def test_planted_bug_flips_family_step_rows(
     key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plant, expected, says = PLANTS[key]
+    family, plant, expected, says = PLANTS[key]
     plant(monkeypatch)
-    records = run_checks(SUITE, SELECT, tmp_path / f"{key}.jsonl")
+    records = run_checks(SUITE, family, tmp_path / f"{key}.jsonl")
     assert verdicts(records) == expected, json.dumps(verdicts(records), indent=1)
     for record in records:
         if record["verdict"] != "pass":

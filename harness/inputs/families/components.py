@@ -35,6 +35,22 @@ PROMPT = "a photo"
 
 
 @dataclass(frozen=True)
+class PromptEmbeds:
+    """How *we* encode the call's prompt for the LoRA rows, which then pass
+    ``prompt_embeds`` instead of ``prompt``.
+
+    Why: a pipeline whose prompt handling fails for a reason that has nothing to do with
+    LoRA (Wan / SkyReels-V2 call ``ftfy`` that they import only when installed) would
+    leave the LoRA rows nothing to judge. The embedding is the encoder's last hidden state
+    over ``max_length`` tokens, padded positions zeroed (what those pipelines compute).
+    ``family_step`` keeps the prompt, so the prompt path stays judged there."""
+
+    max_length: int
+    text_encoder: str = "text_encoder"
+    tokenizer: str = "tokenizer"
+
+
+@dataclass(frozen=True)
 class FamilyPipeline:
     """One family's non-denoiser components and its one-step call."""
 
@@ -44,6 +60,11 @@ class FamilyPipeline:
     latent_shape: tuple[int, ...]
     #: Constructor keywords beyond the components (dropped where the release lacks them).
     init_extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Set where the LoRA rows step with our ``prompt_embeds`` rather than the prompt.
+    embeds: PromptEmbeds | None = None
+    #: Pipeline attributes set after construction, where a constructor hard-codes a size
+    #: that no call keyword overrides (recorded in ``built_as``).
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _scheduler(**config: Any) -> Component:
@@ -88,6 +109,115 @@ _CLIP_16 = Component(
     "CLIPTextConfig",
 )
 
+#: Wan's causal VAE (8x spatial, 4x temporal, 16 latent channels), shared with SkyReels-V2.
+_WAN_VAE = Component(
+    "diffusers",
+    "AutoencoderKLWan",
+    {
+        "base_dim": 3,
+        "z_dim": 16,
+        "dim_mult": [1, 1, 1, 1],
+        "num_res_blocks": 1,
+        "temperal_downsample": [False, True, True],
+    },
+)
+
+#: Gemma-2 for Sana and Lumina2 (hidden 16 = their caption width); eager attention (the
+#: soft-capped logits of Gemma-2 are an eager-only path in older transformers). The sliding
+#: window is wider than any prompt we send (as the real 4096 is): transformers 4.48's
+#: sliding cache indexes past a window shorter than the prompt (IndexError).
+_GEMMA2_16 = Component(
+    "transformers",
+    "Gemma2Model",
+    {
+        "vocab_size": TEXT_VOCAB,
+        "hidden_size": 16,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "max_position_embeddings": 512,
+        "sliding_window": 128,
+        "attn_implementation": "eager",
+        **_ids("gemma"),
+    },
+    "Gemma2Config",
+)
+_GEMMA_TOKENIZER = Component("tokenizer", "gemma", {"model_max_length": 512})
+
+#: HiDream's two CLIPs: the pooled, projected output (``text_embeds``) is what it reads.
+_CLIP_PROJECTED_8 = Component(
+    "transformers",
+    "CLIPTextModelWithProjection",
+    {**_CLIP_16.config, "projection_dim": 8},
+    "CLIPTextConfig",
+)
+_CLIP_TOKENIZER = Component(
+    "tokenizer", "clip", {"model_max_length": 77, "pad_token": "<|endoftext|>"}
+)
+
+#: Qwen2.5-VL with hidden width 16 (Qwen-Image; Cosmos 2.5 reads all its layers).
+_QWEN25_VL_16 = Component(
+    "transformers",
+    "Qwen2_5_VLForConditionalGeneration",
+    {
+        "text_config": {
+            "vocab_size": TEXT_VOCAB,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "rope_scaling": {
+                "mrope_section": [1, 1, 2],
+                "rope_type": "default",
+                "type": "default",
+            },
+            "rope_theta": 1e6,
+            **_ids("qwen"),
+        },
+        "vision_config": {
+            "depth": 2,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_heads": 2,
+            "out_hidden_size": 16,
+        },
+        "hidden_size": 16,
+        "vocab_size": TEXT_VOCAB,
+        "vision_start_token_id": TEXT_VOCAB - 4,
+        "vision_end_token_id": TEXT_VOCAB - 3,
+        "vision_token_id": TEXT_VOCAB - 2,
+        "image_token_id": TEXT_VOCAB - 1,
+        "video_token_id": TEXT_VOCAB - 5,
+        **_ids("qwen"),
+    },
+    "Qwen2_5_VLConfig",
+)
+
+#: HunyuanVideo's causal VAE (8x spatial, 4x temporal, 4 latent channels), shared with
+#: Kandinsky 5.
+_HUNYUAN_VAE = Component(
+    "diffusers",
+    "AutoencoderKLHunyuanVideo",
+    {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "down_block_types": ["HunyuanVideoDownBlock3D"] * 4,
+        "up_block_types": ["HunyuanVideoUpBlock3D"] * 4,
+        "block_out_channels": [8, 8, 8, 8],
+        "layers_per_block": 1,
+        "act_fn": "silu",
+        "norm_num_groups": 4,
+        "scaling_factor": 0.476986,
+        "spatial_compression_ratio": 8,
+        "temporal_compression_ratio": 4,
+        "mid_block_add_attention": True,
+    },
+)
+
 _LTX_VAE_CLS, _LTX_VAE_CONFIG = FAMILIES["ltxvideo"].fallback["vae"]
 
 FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
@@ -98,17 +228,7 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
         {
             "text_encoder": _UMT5,
             "tokenizer": _T5_TOKENIZER,
-            "vae": Component(
-                "diffusers",
-                "AutoencoderKLWan",
-                {
-                    "base_dim": 3,
-                    "z_dim": 16,
-                    "dim_mult": [1, 1, 1, 1],
-                    "num_res_blocks": 1,
-                    "temperal_downsample": [False, True, True],
-                },
-            ),
+            "vae": _WAN_VAE,
             "scheduler": _scheduler(shift=7.0),
         },
         {
@@ -121,6 +241,7 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
             "max_sequence_length": 16,
         },
         (1, 16, 2, 4, 4),
+        embeds=PromptEmbeds(max_length=16),
     ),
     # LTX-Video: T5 (caption_channels 32), the table's tiny LTX VAE (4x / 4x, 8 channels).
     # Sizes must be multiples of 32: 32 x 32 x 5 -> 2 x 8 x 8 = 128 packed tokens.
@@ -222,43 +343,7 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
     "qwenimage": FamilyPipeline(
         "qwenimage",
         {
-            "text_encoder": Component(
-                "transformers",
-                "Qwen2_5_VLForConditionalGeneration",
-                {
-                    "text_config": {
-                        "vocab_size": TEXT_VOCAB,
-                        "hidden_size": 16,
-                        "intermediate_size": 16,
-                        "num_hidden_layers": 2,
-                        "num_attention_heads": 2,
-                        "num_key_value_heads": 2,
-                        "rope_scaling": {
-                            "mrope_section": [1, 1, 2],
-                            "rope_type": "default",
-                            "type": "default",
-                        },
-                        "rope_theta": 1e6,
-                        **_ids("qwen"),
-                    },
-                    "vision_config": {
-                        "depth": 2,
-                        "hidden_size": 16,
-                        "intermediate_size": 16,
-                        "num_heads": 2,
-                        "out_hidden_size": 16,
-                    },
-                    "hidden_size": 16,
-                    "vocab_size": TEXT_VOCAB,
-                    "vision_start_token_id": TEXT_VOCAB - 4,
-                    "vision_end_token_id": TEXT_VOCAB - 3,
-                    "vision_token_id": TEXT_VOCAB - 2,
-                    "image_token_id": TEXT_VOCAB - 1,
-                    "video_token_id": TEXT_VOCAB - 5,
-                    **_ids("qwen"),
-                },
-                "Qwen2_5_VLConfig",
-            ),
+            "text_encoder": _QWEN25_VL_16,
             "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 2048}),
             "vae": Component(
                 "diffusers",
@@ -313,25 +398,7 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
             "tokenizer_2": Component(
                 "tokenizer", "clip", {"model_max_length": 77, "pad_token": "<|endoftext|>"}
             ),
-            "vae": Component(
-                "diffusers",
-                "AutoencoderKLHunyuanVideo",
-                {
-                    "in_channels": 3,
-                    "out_channels": 3,
-                    "latent_channels": 4,
-                    "down_block_types": ["HunyuanVideoDownBlock3D"] * 4,
-                    "up_block_types": ["HunyuanVideoUpBlock3D"] * 4,
-                    "block_out_channels": [8, 8, 8, 8],
-                    "layers_per_block": 1,
-                    "act_fn": "silu",
-                    "norm_num_groups": 4,
-                    "scaling_factor": 0.476986,
-                    "spatial_compression_ratio": 8,
-                    "temporal_compression_ratio": 4,
-                    "mid_block_add_attention": True,
-                },
-            ),
+            "vae": _HUNYUAN_VAE,
             "scheduler": _scheduler(shift=7.0),
         },
         {
@@ -397,6 +464,694 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
             "max_sequence_length": 64,
         },
         (1, 16, 8, 8),
+    ),
+    # Sana: Gemma-2 (hidden 16 = caption_channels; last hidden state) + the Gemma chat-style
+    # tokenizer, AutoencoderDC (8x: four stages) with 4 latent channels. No resolution
+    # binning (its bins start at 512 px), no complex-human-instruction preamble (about a
+    # thousand byte tokens through the encoder). Sizes must be multiples of 32:
+    # 32 x 32 -> latents 4 x 4 x 4 -> 16 tokens.
+    "sana": FamilyPipeline(
+        "sana",
+        {
+            "text_encoder": _GEMMA2_16,
+            "tokenizer": _GEMMA_TOKENIZER,
+            "vae": Component(
+                "diffusers",
+                "AutoencoderDC",
+                {
+                    "in_channels": 3,
+                    "latent_channels": 4,
+                    "attention_head_dim": 2,
+                    "encoder_block_types": ("ResBlock",) * 3 + ("EfficientViTBlock",),
+                    "decoder_block_types": ("ResBlock",) * 3 + ("EfficientViTBlock",),
+                    "encoder_block_out_channels": (8, 8, 8, 8),
+                    "decoder_block_out_channels": (8, 8, 8, 8),
+                    "encoder_qkv_multiscales": ((), (), (), (5,)),
+                    "decoder_qkv_multiscales": ((), (), (), (5,)),
+                    "encoder_layers_per_block": (1, 1, 1, 1),
+                    "decoder_layers_per_block": (1, 1, 1, 1),
+                    "downsample_block_type": "conv",
+                    "upsample_block_type": "interpolate",
+                    "decoder_norm_types": "rms_norm",
+                    "decoder_act_fns": "silu",
+                    "scaling_factor": 0.41407,
+                },
+            ),
+            "scheduler": _scheduler(shift=7.0),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+            "use_resolution_binning": False,
+            "complex_human_instruction": None,
+        },
+        (1, 4, 4, 4),
+    ),
+    # Lumina2: Gemma-2 (hidden 16 = cap_feat_dim; hidden_states[-2]) + the Gemma tokenizer,
+    # an AutoencoderKL with 4 latent channels (the pipeline assumes 8x: 32 x 32 -> 4 x 4
+    # latents -> 4 tokens of patch 2). A short system prompt keeps the prompt inside the
+    # 32-token window.
+    "lumina2": FamilyPipeline(
+        "lumina2",
+        {
+            "text_encoder": _GEMMA2_16,
+            "tokenizer": _GEMMA_TOKENIZER,
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKL",
+                {
+                    "sample_size": 32,
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "block_out_channels": [4],
+                    "layers_per_block": 1,
+                    "latent_channels": 4,
+                    "norm_num_groups": 1,
+                    "use_quant_conv": False,
+                    "use_post_quant_conv": False,
+                    "shift_factor": 0.0609,
+                    "scaling_factor": 1.5035,
+                },
+            ),
+            "scheduler": _scheduler(),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 32,
+            "system_prompt": "draw",
+        },
+        (1, 4, 4, 4),
+    ),
+    # CogVideoX: T5 (text_embed_dim 32; max_sequence_length = the transformer's
+    # max_text_seq_length 16), AutoencoderKLCogVideoX (8x spatial: four stages; 4x
+    # temporal; 4 channels), the CogVideoX DDIM scheduler. 32 x 32 x 5 frames -> latents
+    # (frames 2, channels 4, 4 x 4) -> 8 tokens of patch 2.
+    "cogvideox": FamilyPipeline(
+        "cogvideox",
+        {
+            "text_encoder": _T5,
+            "tokenizer": _T5_TOKENIZER,
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKLCogVideoX",
+                {
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "down_block_types": ("CogVideoXDownBlock3D",) * 4,
+                    "up_block_types": ("CogVideoXUpBlock3D",) * 4,
+                    "block_out_channels": (8, 8, 8, 8),
+                    "latent_channels": 4,
+                    "layers_per_block": 1,
+                    "norm_num_groups": 2,
+                    "temporal_compression_ratio": 4,
+                },
+            ),
+            "scheduler": Component("diffusers", "CogVideoXDDIMScheduler", {}),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_frames": 5,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 2, 4, 4, 4),
+    ),
+    # SkyReels-V2 T2V: Wan's components (UMT5, the Wan VAE) and a flow UniPC scheduler, as
+    # diffusers' own test builds it. 32 x 32 x 5 frames -> latents 16 x 2 x 4 x 4.
+    "skyreels-v2": FamilyPipeline(
+        "skyreels-v2",
+        {
+            "text_encoder": _UMT5,
+            "tokenizer": _T5_TOKENIZER,
+            "vae": _WAN_VAE,
+            "scheduler": Component(
+                "diffusers",
+                "UniPCMultistepScheduler",
+                {"flow_shift": 8.0, "use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_frames": 5,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 16, 2, 4, 4),
+        embeds=PromptEmbeds(max_length=16),
+    ),
+    # Mochi: T5 (text_embed_dim 32; max_sequence_length = the transformer's 16),
+    # AutoencoderKLMochi with diffusers' test widths (its group norms need 32 channels) and
+    # 12 latent channels; the pipeline assumes 8x spatial, 6x temporal.
+    # 32 x 32 x 7 frames -> latents 12 x 2 x 4 x 4 -> 8 tokens of patch 2. Two steps: its
+    # linear-quadratic sigma schedule divides by zero for one.
+    "mochi": FamilyPipeline(
+        "mochi",
+        {
+            "text_encoder": _T5,
+            "tokenizer": _T5_TOKENIZER,
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKLMochi",
+                {
+                    "latent_channels": 12,
+                    "out_channels": 3,
+                    "encoder_block_out_channels": (32, 32, 32, 32),
+                    "decoder_block_out_channels": (32, 32, 32, 32),
+                    "layers_per_block": (1, 1, 1, 1, 1),
+                },
+            ),
+            "scheduler": _scheduler(),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_frames": 7,
+            "num_inference_steps": 2,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 12, 2, 4, 4),
+    ),
+    # AuraFlow: UMT5 (joint_attention_dim 32) + T5 tokenizer, a two-stage AutoencoderKL (2x,
+    # 4 latent channels). 16 x 16 -> latents 4 x 8 x 8 -> 16 tokens of patch 2.
+    "auraflow": FamilyPipeline(
+        "auraflow",
+        {
+            "text_encoder": _UMT5,
+            "tokenizer": _T5_TOKENIZER,
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKL",
+                {
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "down_block_types": ["DownEncoderBlock2D"] * 2,
+                    "up_block_types": ["UpDecoderBlock2D"] * 2,
+                    "block_out_channels": [8, 16],
+                    "layers_per_block": 1,
+                    "latent_channels": 4,
+                    "norm_num_groups": 4,
+                    "sample_size": 32,
+                },
+            ),
+            "scheduler": _scheduler(),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 16,
+            "width": 16,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 4, 8, 8),
+    ),
+    # CogView4: GLM-4 (hidden 32 = text_embed_dim; hidden_states[-2]; the pipeline left-pads
+    # the prompt to a multiple of 16 tokens) + the GLM-style tokenizer, a two-stage
+    # AutoencoderKL (2x, 4 channels), the dynamic-shift scheduler of diffusers' test.
+    # 16 x 16 -> latents 4 x 8 x 8 -> 16 tokens of patch 2.
+    "cogview4": FamilyPipeline(
+        "cogview4",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "GlmModel",
+                {
+                    "vocab_size": TEXT_VOCAB,
+                    "hidden_size": 32,
+                    "intermediate_size": 37,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 4,
+                    "num_key_value_heads": 2,
+                    "head_dim": 8,
+                    "max_position_embeddings": 512,
+                    **_ids("glm"),
+                },
+                "GlmConfig",
+            ),
+            "tokenizer": Component("tokenizer", "glm", {"model_max_length": 512}),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKL",
+                {
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "down_block_types": ["DownEncoderBlock2D"] * 2,
+                    "up_block_types": ["UpDecoderBlock2D"] * 2,
+                    "block_out_channels": [8, 16],
+                    "layers_per_block": 1,
+                    "latent_channels": 4,
+                    "norm_num_groups": 4,
+                    "sample_size": 32,
+                },
+            ),
+            "scheduler": _scheduler(
+                base_shift=0.25,
+                max_shift=0.75,
+                base_image_seq_len=256,
+                use_dynamic_shifting=True,
+                time_shift_type="linear",
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 16,
+            "width": 16,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 4, 8, 8),
+    ),
+    # HiDream-I1: four encoders. Two CLIPs with projection (pooled 8 + 8 = text_emb_dim
+    # 16), T5 (32 = caption_channels[0]) and a Llama-3 causal LM (hidden 16 =
+    # caption_channels[1]; both of its layers' hidden states = llama_layers (0, 1)), each
+    # with its generated tokenizer; a two-stage AutoencoderKL (2x, 4 channels). The
+    # pipeline rescales every request to the area of ``default_sample_size`` (128, set in
+    # ``__init__``) latents squared: 4096 tokens at any size asked for. Set to 8 after
+    # construction: 16 x 16 -> latents 4 x 8 x 8 -> 16 tokens of patch 2.
+    "hidream": FamilyPipeline(
+        "hidream",
+        {
+            "text_encoder": _CLIP_PROJECTED_8,
+            "tokenizer": _CLIP_TOKENIZER,
+            "text_encoder_2": _CLIP_PROJECTED_8,
+            "tokenizer_2": _CLIP_TOKENIZER,
+            "text_encoder_3": _T5,
+            "tokenizer_3": _T5_TOKENIZER,
+            "text_encoder_4": Component(
+                "transformers",
+                "LlamaForCausalLM",
+                {
+                    "vocab_size": TEXT_VOCAB,
+                    "hidden_size": 16,
+                    "intermediate_size": 37,
+                    "num_attention_heads": 4,
+                    "num_hidden_layers": 2,
+                    "max_position_embeddings": 512,
+                    "hidden_act": "silu",
+                    "rms_norm_eps": 1e-5,
+                    **_ids("llama"),
+                },
+                "LlamaConfig",
+            ),
+            "tokenizer_4": Component("tokenizer", "llama", {"model_max_length": 512}),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKL",
+                {
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "down_block_types": ["DownEncoderBlock2D"] * 2,
+                    "up_block_types": ["UpDecoderBlock2D"] * 2,
+                    "block_out_channels": [8, 16],
+                    "layers_per_block": 1,
+                    "latent_channels": 4,
+                    "norm_num_groups": 4,
+                    "sample_size": 32,
+                    "scaling_factor": 0.3611,
+                    "shift_factor": 0.1159,
+                },
+            ),
+            "scheduler": _scheduler(),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 16,
+            "width": 16,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 4, 8, 8),
+        attributes={"default_sample_size": 8},
+    ),
+    # Cosmos-Predict 2.5 (text to world): Qwen2.5-VL behind the ChatML template; the
+    # pipeline concatenates every layer's normalised hidden state (2 x 16 = text_embed_dim
+    # 32). The Wan VAE (16 channels; in_channels 17 = + the padding mask), UniPC, and an
+    # inert safety checker (``stand_ins``). The 64-token window holds the system message
+    # and the prompt. 32 x 32 x 5 frames -> latents 16 x 2 x 4 x 4 -> 8 tokens.
+    "cosmos2-5": FamilyPipeline(
+        "cosmos2-5",
+        {
+            "text_encoder": _QWEN25_VL_16,
+            "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 2048}),
+            "vae": _WAN_VAE,
+            "scheduler": Component("diffusers", "UniPCMultistepScheduler", {}),
+            "safety_checker": Component(
+                "harness.inputs.families.stand_ins", "PassingSafetyChecker", {}
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_frames": 5,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 64,
+        },
+        (1, 16, 2, 4, 4),
+    ),
+    # Kandinsky 5 T2V: Qwen2.5-VL (16 = in_text_dim; its last hidden state from token 128
+    # of the prompt template on) and CLIP's pooled output (32 = in_text_dim2), the
+    # HunyuanVideo VAE (4 channels). The tokenizer is called as a processor (``text=``,
+    # ``images=None``): the ChatML tokenizer behind that signature (``qwen-processor``).
+    # 32 x 32 x 5 frames -> latents 2 x 4 x 4 -> 8 tokens.
+    "kandinsky5": FamilyPipeline(
+        "kandinsky5",
+        {
+            "text_encoder": _QWEN25_VL_16,
+            "tokenizer": Component("tokenizer", "qwen-processor", {"model_max_length": 2048}),
+            "text_encoder_2": Component(
+                "transformers",
+                "CLIPTextModel",
+                {**_CLIP_16.config, "hidden_size": 32, "projection_dim": 32},
+                "CLIPTextConfig",
+            ),
+            "tokenizer_2": _CLIP_TOKENIZER,
+            "vae": _HUNYUAN_VAE,
+            "scheduler": _scheduler(shift=7.0),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_frames": 5,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 2, 4, 4, 4),
+    ),
+    # LTX-2 (audio + video): Gemma-3 (text hidden 32 = caption_channels; one layer, so the
+    # pipeline's stack of all hidden states is 2 x 32 = the connectors' text_proj_in_factor
+    # 2) + the Gemma tokenizer; the table's text connectors (the mixin's second target);
+    # diffusers' test video / audio VAEs and vocoder (2x spatial and temporal). 32 x 32 x 5
+    # frames -> video latents 4 x 3 x 16 x 16 (the step's first output; audio not compared).
+    "ltx2": FamilyPipeline(
+        "ltx2",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Gemma3ForConditionalGeneration",
+                {
+                    "text_config": {
+                        "model_type": "gemma3_text",
+                        "vocab_size": TEXT_VOCAB,
+                        "hidden_size": 32,
+                        "intermediate_size": 37,
+                        "num_hidden_layers": 1,
+                        "num_attention_heads": 2,
+                        "num_key_value_heads": 1,
+                        "head_dim": 16,
+                        "max_position_embeddings": 512,
+                        "sliding_window": 128,
+                        **_ids("gemma"),
+                    },
+                    "vision_config": {
+                        "model_type": "siglip_vision_model",
+                        "hidden_size": 16,
+                        "intermediate_size": 37,
+                        "num_hidden_layers": 1,
+                        "num_attention_heads": 2,
+                        "image_size": 28,
+                        "patch_size": 14,
+                    },
+                    "mm_tokens_per_image": 4,
+                    "boi_token_index": TEXT_VOCAB - 3,
+                    "eoi_token_index": TEXT_VOCAB - 2,
+                    "image_token_index": TEXT_VOCAB - 1,
+                },
+                "Gemma3Config",
+            ),
+            "tokenizer": _GEMMA_TOKENIZER,
+            "connectors": Component(
+                FAMILIES["ltx2-connectors"].library,
+                FAMILIES["ltx2-connectors"].denoiser,
+                FAMILIES["ltx2-connectors"].config,
+            ),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKLLTX2Video",
+                {
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "latent_channels": 4,
+                    "block_out_channels": (8,),
+                    "decoder_block_out_channels": (8,),
+                    "layers_per_block": (1,),
+                    "decoder_layers_per_block": (1, 1),
+                    "spatio_temporal_scaling": (True,),
+                    "decoder_spatio_temporal_scaling": (True,),
+                    "decoder_inject_noise": (False, False),
+                    "downsample_type": ("spatial",),
+                    "upsample_residual": (False,),
+                    "upsample_factor": (1,),
+                    "timestep_conditioning": False,
+                    "patch_size": 1,
+                    "patch_size_t": 1,
+                    "encoder_causal": True,
+                    "decoder_causal": False,
+                },
+            ),
+            "audio_vae": Component(
+                "diffusers",
+                "AutoencoderKLLTX2Audio",
+                {
+                    "base_channels": 4,
+                    "output_channels": 2,
+                    "ch_mult": (1,),
+                    "num_res_blocks": 1,
+                    "attn_resolutions": None,
+                    "in_channels": 2,
+                    "resolution": 32,
+                    "latent_channels": 2,
+                    "norm_type": "pixel",
+                    "causality_axis": "height",
+                    "dropout": 0.0,
+                    "mid_block_add_attention": False,
+                    "sample_rate": 16000,
+                    "mel_hop_length": 160,
+                    "is_causal": True,
+                    "mel_bins": 8,
+                },
+            ),
+            "vocoder": Component(
+                "diffusers.pipelines.ltx2",
+                "LTX2Vocoder",
+                {
+                    "in_channels": 2 * 8,  # audio VAE output channels x mel bins
+                    "hidden_channels": 32,
+                    "out_channels": 2,
+                    "upsample_kernel_sizes": [4, 4],
+                    "upsample_factors": [2, 2],
+                    "resnet_kernel_sizes": [3],
+                    "resnet_dilations": [[1, 3, 5]],
+                    "leaky_relu_negative_slope": 0.1,
+                    "output_sampling_rate": 16000,
+                },
+            ),
+            "scheduler": _scheduler(),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_frames": 5,
+            "frame_rate": 25.0,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "audio_guidance_scale": 1.0,
+            "max_sequence_length": 16,
+        },
+        (1, 4, 3, 16, 16),
+    ),
+    # Helios: Wan's components (UMT5, the Wan VAE) and its own one-stage HeliosScheduler,
+    # as diffusers' test builds it. Its prompt cleaning calls ``ftfy`` unguarded, as
+    # SkyReels-V2's does: the LoRA rows take our embeddings. It denoises whole chunks of
+    # ``num_latent_frames_per_chunk`` latent frames (9 by default; 2 here): 32 x 32 x 5
+    # frames -> latents 16 x 2 x 4 x 4.
+    "helios": FamilyPipeline(
+        "helios",
+        {
+            "text_encoder": _UMT5,
+            "tokenizer": _T5_TOKENIZER,
+            "vae": _WAN_VAE,
+            "scheduler": Component(
+                "diffusers",
+                "HeliosScheduler",
+                {"stage_range": [0, 1], "stages": 1, "use_dynamic_shifting": True},
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_frames": 5,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_sequence_length": 16,
+            "num_latent_frames_per_chunk": 2,
+        },
+        (1, 16, 2, 4, 4),
+        embeds=PromptEmbeds(max_length=16),
+    ),
+    # ERNIE-Image: Mistral 3 (text hidden 16 = text_in_dim; hidden_states[-2], the prompt's
+    # own tokens, no padding), AutoencoderKLFlux2 with one stage (the pipeline takes 2 **
+    # stages = 2x) and 4 channels (2 x 2 patchified: 16 = in_channels; the step draws its
+    # latents patchified). No prompt enhancer. 16 x 16 -> latents 16 x 8 x 8 -> 64 tokens.
+    "ernieimage": FamilyPipeline(
+        "ernieimage",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Mistral3Model",
+                {
+                    "text_config": {
+                        "model_type": "mistral",
+                        "vocab_size": TEXT_VOCAB,
+                        "hidden_size": 16,
+                        "intermediate_size": 37,
+                        "max_position_embeddings": 512,
+                        "num_attention_heads": 2,
+                        "num_hidden_layers": 2,
+                        "num_key_value_heads": 2,
+                        "head_dim": 8,
+                        "rms_norm_eps": 1e-5,
+                        "rope_theta": 1e9,
+                        "sliding_window": None,
+                        **_ids("mistral"),
+                    },
+                    "vision_config": {
+                        "model_type": "pixtral",
+                        "hidden_size": 16,
+                        "num_hidden_layers": 1,
+                        "num_attention_heads": 4,
+                        "intermediate_size": 37,
+                        "image_size": 30,
+                        "patch_size": 6,
+                        "num_channels": 3,
+                    },
+                    "image_seq_length": 4,
+                    "vision_feature_layer": -1,
+                    "image_token_index": TEXT_VOCAB - 1,
+                },
+                "Mistral3Config",
+            ),
+            "tokenizer": Component("tokenizer", "mistral", {"model_max_length": 512}),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKLFlux2",
+                {
+                    "sample_size": 32,
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "down_block_types": ["DownEncoderBlock2D"],
+                    "up_block_types": ["UpDecoderBlock2D"],
+                    "block_out_channels": [4],
+                    "layers_per_block": 1,
+                    "latent_channels": 4,
+                    "norm_num_groups": 1,
+                    "use_quant_conv": False,
+                    "use_post_quant_conv": False,
+                },
+            ),
+            "scheduler": _scheduler(),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 16,
+            "width": 16,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "use_pe": False,
+        },
+        (1, 16, 8, 8),
+    ),
+    # Krea 2: Qwen3-VL (text hidden 16 = text_hidden_dim; hidden states of layers 0-2 =
+    # num_text_layers 3, ``text_encoder_select_layers``) behind the ChatML template, Qwen-
+    # Image's VAE (8x, z 4, narrower: never run; in_channels 16 = 4 x 2 x 2), the dynamic-
+    # shift scheduler of diffusers' test. Guidance 0 (it guides whenever the scale is > 0).
+    # 32 x 32 -> 16 packed tokens.
+    "krea2": FamilyPipeline(
+        "krea2",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Qwen3VLModel",
+                {
+                    "text_config": {
+                        "vocab_size": TEXT_VOCAB,
+                        "hidden_size": 16,
+                        "intermediate_size": 16,
+                        "num_hidden_layers": 2,
+                        "num_attention_heads": 2,
+                        "num_key_value_heads": 2,
+                        "head_dim": 8,
+                        **_ids("qwen"),
+                    },
+                    "vision_config": {
+                        "depth": 2,
+                        "hidden_size": 16,
+                        "intermediate_size": 16,
+                        "num_heads": 2,
+                        "out_hidden_size": 16,
+                    },
+                    "vision_start_token_id": TEXT_VOCAB - 4,
+                    "vision_end_token_id": TEXT_VOCAB - 3,
+                    "image_token_id": TEXT_VOCAB - 1,
+                    "video_token_id": TEXT_VOCAB - 5,
+                },
+                "Qwen3VLConfig",
+            ),
+            "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 2048}),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKLQwenImage",
+                {
+                    "base_dim": 8,
+                    "z_dim": 4,
+                    "dim_mult": [1, 2, 4],
+                    "num_res_blocks": 1,
+                    "temperal_downsample": [False, True],
+                    "latents_mean": [0.0] * 4,
+                    "latents_std": [1.0] * 4,
+                },
+            ),
+            "scheduler": _scheduler(
+                use_dynamic_shifting=True,
+                base_shift=0.5,
+                max_shift=1.15,
+                base_image_seq_len=256,
+                max_image_seq_len=6400,
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_inference_steps": 1,
+            "guidance_scale": 0.0,
+            "max_sequence_length": 16,
+        },
+        (1, 16, 16),
+        init_extra={"text_encoder_select_layers": (0, 1, 2)},
     ),
 }
 

@@ -95,8 +95,12 @@ def build_full(
         raise RuntimeError(f"{family.pipeline} requires {missing}; components.py has none")
     pipe = pipeline_cls(**kwargs)
     pipe.set_progress_bar_config(disable=True)
+    for attribute, value in spec.attributes.items():
+        setattr(pipe, attribute, value)
     sizes = ", ".join(f"{n} {type(m).__name__} {_size(m)}" for n, m in modules.items())
     way = f"real {family.pipeline}, every component tiny: {sizes}"
+    if spec.attributes:
+        way += f"; set after construction: {dict(spec.attributes)}"
     return FullBuild(pipe, way, dropped, time.perf_counter() - start)
 
 

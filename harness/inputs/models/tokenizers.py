@@ -11,10 +11,11 @@ identical in every cell of the matrix.
   byte), ``<|startoftext|>`` = 512, ``<|endoftext|>`` = 513; the pre-tokenizer is a
   ``Sequence`` because ``CLIPTokenizerFast`` (4.x) rejects anything else.
 * T5: a Unigram model over lowercase characters, ``</s>`` appended, ``<pad>`` = 0.
-* Llama-3 / Qwen2 / Mistral styles (the families' LLM text encoders): byte-level BPE with
+* Llama-3 / Qwen2 / Mistral / Gemma / GLM styles (the families' LLM text encoders): byte-level BPE with
   no merges (one token per byte, ids 0-255), the style's special tokens from 256 on (see
   ``CHAT_STYLES``), and a Jinja chat template in the style's markup for the pipelines
-  that call ``apply_chat_template``. Wrapped in the generic fast tokenizer class
+  that call ``apply_chat_template`` (``qwen-processor``: the same behind a multimodal
+  processor's call signature, for Kandinsky 5). Wrapped in the generic fast tokenizer class
   (``PreTrainedTokenizerFast``, ``TokenizersBackend`` in 5.x), which takes a
   ``tokenizer_object`` in every cell; the pipelines only call it and its chat template.
 """
@@ -193,6 +194,31 @@ CHAT_STYLES: dict[str, ChatStyle] = {
             "[INST]{{ text }}[/INST]{% else %}{{ text }}{{ eos_token }}{% endif %}{% endfor %}"
         ),
     ),
+    # Gemma / Gemma-2 (Sana, Lumina2): ``<bos>`` prepended to every encoding, turns in
+    # ``<start_of_turn>`` markup with the assistant called ``model``.
+    "gemma": ChatStyle(
+        ("<bos>", "<eos>", "<pad>", "<start_of_turn>", "<end_of_turn>"),
+        pad="<pad>",
+        eos="<eos>",
+        bos="<bos>",
+        chat_template=(
+            "{{ bos_token }}{% for m in messages %}" + _TEXT + "<start_of_turn>"
+            "{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{{ text }}"
+            "<end_of_turn>\n{% endfor %}"
+            "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+        ),
+    ),
+    # GLM-4 (CogView4): no prefix on plain encodings (the pipeline encodes the bare
+    # prompt); the chat template opens with GLM's ``[gMASK]<sop>`` pair.
+    "glm": ChatStyle(
+        ("[gMASK]", "<sop>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>"),
+        pad="<|endoftext|>",
+        eos="<|endoftext|>",
+        chat_template=(
+            "[gMASK]<sop>{% for m in messages %}" + _TEXT + "<|{{ m['role'] }}|>\n{{ text }}"
+            "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+        ),
+    ),
 }
 
 
@@ -243,10 +269,51 @@ def mistral_tokenizer(model_max_length: int = 512) -> Any:
     return chat_tokenizer("mistral", model_max_length)
 
 
+def gemma_tokenizer(model_max_length: int = 512) -> Any:
+    return chat_tokenizer("gemma", model_max_length)
+
+
+def glm_tokenizer(model_max_length: int = 512) -> Any:
+    return chat_tokenizer("glm", model_max_length)
+
+
+#: The text-only processor class, made once per process (transformers is imported late).
+_TEXT_PROCESSOR_CLASSES: dict[type, type] = {}
+
+
+def _text_only_processor_class(base: type) -> type:
+    """``base`` (a fast tokenizer class) called the way a multimodal processor is called:
+    ``tok(text=..., images=None, videos=None, ...)``. Kandinsky 5 calls its Qwen2-VL
+    processor so; a processor proper needs image / video processors (torchvision in newer
+    transformers) for inputs these pipelines never pass. Given images or videos it
+    refuses (the step sends none); without them it is ``base`` unchanged."""
+    if base not in _TEXT_PROCESSOR_CLASSES:
+
+        class TextOnlyProcessor(base):  # type: ignore[misc, valid-type]
+            def __call__(self, text: Any = None, *args: Any, **kwargs: Any) -> Any:
+                for modality in ("images", "videos"):
+                    if kwargs.pop(modality, None) is not None:
+                        raise ValueError(f"a text-only stand-in processor got {modality}")
+                return super().__call__(text, *args, **kwargs)
+
+        _TEXT_PROCESSOR_CLASSES[base] = TextOnlyProcessor
+    return _TEXT_PROCESSOR_CLASSES[base]
+
+
+def qwen_processor(model_max_length: int = 2048) -> Any:
+    """The Qwen (ChatML) tokenizer behind a processor's call signature (Kandinsky 5)."""
+    tok = chat_tokenizer("qwen", model_max_length)
+    tok.__class__ = _text_only_processor_class(type(tok))
+    return tok
+
+
 GENERATORS = {
     "clip": clip_tokenizer,
     "t5": t5_tokenizer,
     "llama": llama_tokenizer,
     "qwen": qwen_tokenizer,
     "mistral": mistral_tokenizer,
+    "gemma": gemma_tokenizer,
+    "glm": glm_tokenizer,
+    "qwen-processor": qwen_processor,
 }
