@@ -1,4 +1,4 @@
-"""Which LoRA loader mixins the installed diffusers has, and what uses them.
+"""Which LoRA (and IP-Adapter) loader mixins the installed diffusers has, and what uses them.
 
 The family axis comes from the library: every public class named ``*LoraLoaderMixin`` in
 ``diffusers.loaders.lora_pipeline`` (0.30 on) or ``diffusers.loaders`` (every release), with
@@ -27,6 +27,9 @@ from typing import Any
 MIXIN_SUFFIX = "LoraLoaderMixin"
 #: Where releases define their LoRA loader mixins (``lora_pipeline`` from 0.30 on).
 MIXIN_MODULES = ("diffusers.loaders.lora_pipeline", "diffusers.loaders")
+#: The same probe for IP-Adapter loaders (``IPAdapterMixin``, ``SD3IPAdapterMixin``, ...).
+IP_ADAPTER_SUFFIX = "IPAdapterMixin"
+IP_ADAPTER_MODULES = ("diffusers.loaders.ip_adapter", "diffusers.loaders")
 
 _CLASS = re.compile(r"^class\s+(\w+)\s*\(([^)]*)\)\s*:", re.MULTILINE)
 #: Components a family row loads into: denoisers, MiniMax-H3's second partition, Anima's
@@ -59,8 +62,11 @@ class MixinInfo:
         }
 
 
-def mixin_classes(modules: Iterable[str] = MIXIN_MODULES) -> dict[str, type]:
-    """Public ``*LoraLoaderMixin`` classes of the installed diffusers, by name."""
+def mixin_classes(
+    modules: Iterable[str] = MIXIN_MODULES, suffix: str = MIXIN_SUFFIX
+) -> dict[str, type]:
+    """Public ``*<suffix>`` classes (``*LoraLoaderMixin`` by default) of the installed
+    diffusers, by name."""
     found: dict[str, type] = {}
     for module_name in modules:
         try:
@@ -68,7 +74,7 @@ def mixin_classes(modules: Iterable[str] = MIXIN_MODULES) -> dict[str, type]:
         except ImportError:
             continue
         for name in dir(module):
-            if name.startswith("_") or not name.endswith(MIXIN_SUFFIX):
+            if name.startswith("_") or not name.endswith(suffix):
                 continue
             cls = getattr(module, name, None)
             if isinstance(cls, type):
@@ -96,12 +102,14 @@ def pipeline_sources() -> list[Path]:
     return sorted(p for folder in PIPELINE_FOLDERS for p in (package / folder).rglob("*.py"))
 
 
-def scan_pipelines(sources: Iterable[Path], mixins: Iterable[str]) -> dict[str, MixinInfo]:
+def scan_pipelines(
+    sources: Iterable[Path], mixins: Iterable[str], suffix: str = MIXIN_SUFFIX
+) -> dict[str, MixinInfo]:
     """Pipelines whose class statement names a mixin, and the denoiser class they annotate."""
     infos = {name: MixinInfo(name, None) for name in mixins}
     for path in sources:
         text = path.read_text(encoding="utf-8", errors="replace")
-        if MIXIN_SUFFIX not in text:
+        if suffix not in text:
             continue
         denoisers = sorted({m.group(2).rsplit(".", 1)[-1] for m in _DENOISER_ARG.finditer(text)})
         if path.parent.parent.name == "modular_pipelines":
@@ -126,10 +134,12 @@ def _folder_components(folder: Path) -> set[str]:
     return found
 
 
-def probe(modules: Iterable[str] = MIXIN_MODULES) -> dict[str, MixinInfo]:
+def probe(
+    modules: Iterable[str] = MIXIN_MODULES, suffix: str = MIXIN_SUFFIX
+) -> dict[str, MixinInfo]:
     """Every mixin of the installed release with its attribute, pipelines and denoisers."""
-    classes = mixin_classes(modules)
-    infos = scan_pipelines(pipeline_sources(), classes)
+    classes = mixin_classes(modules, suffix)
+    infos = scan_pipelines(pipeline_sources(), classes, suffix)
     for name, cls in classes.items():
         infos[name].attr = denoiser_attr(cls)
         infos[name].loadable = list(getattr(cls, "_lora_loadable_modules", None) or [])
