@@ -169,6 +169,37 @@ def judge_load(
     return status
 
 
+#: How a warning may name a file's bias keys as a family (peft's up bias, a full bias
+#: difference of the ComfyUI convention).
+BIAS_TOKENS = ("lora_B.bias", "lora_bias", "diff_b")
+
+
+def judge_biases(compat: Any, scene: Scene, ref: Reference, observed: Any, msgs: list[str]) -> str:
+    """The modules' biases after a load of a file with bias keys (``lora_B.bias``,
+    ``.diff_b``): each must act with pristine + the reference's bias delta. A bias that did
+    not move is DROPPED_KEYS unless a warning named the keys; a different value (or a moved
+    bias the file has no key for) is WRONG_RESULT."""
+    comparisons = scene.compare_bias(observed, ref)
+    wrong = [f"{c}.{m}" for c, cmp in comparisons.items() for m in (*cmp.wrong, *cmp.unexpected)]
+    compat.detail(biases_matched=sum(len(c.matched) for c in comparisons.values()))
+    if wrong:
+        compat.detail(wrong_biases=wrong[:20])
+        raise Finding(Outcome.WRONG_RESULT, f"wrong bias on {', '.join(wrong[:6])}")
+    dropped = [(c, m) for c, cmp in comparisons.items() for m in cmp.dropped]
+    if not dropped:
+        return "OK"
+    keys = sorted(
+        {k for c, m in dropped for k in ref.keys_for(c, m) if k.endswith((".bias", ".diff_b"))}
+    )
+    compat.detail(dropped_bias_keys=keys[:40])
+    if reported(msgs, keys + list(BIAS_TOKENS)):
+        return "OK-reported"
+    raise Finding(
+        Outcome.DROPPED_KEYS,
+        f"{len(keys)} bias key(s) had no effect and no warning: " + ", ".join(keys[:6]),
+    )
+
+
 def _judge_warned_drop(
     compat: Any, comparisons: Mapping[str, Comparison], warned: list[str], generic: list[str]
 ) -> None:

@@ -9,7 +9,11 @@ every module present with both its down (rank x in) and up (out x rank) tensors:
 * a fused original layer (several diffusers modules) shares the down matrix; each part
   gets its own row block of the up matrix, widths from the model, in the layout's order;
 * a layer whose row halves the original and diffusers hold the other way round
-  (``Rule.row_order``) has its up rows permuted before that.
+  (``Rule.row_order``) has its up rows permuted before that;
+* difference keys (ComfyUI's convention, which Wan trainers follow): ``.diff_b`` is added
+  to the module's bias as it is and ``.diff`` to its weight as it is (full differences:
+  no alpha, no rank), each an own term of scale 1 so alpha never touches them. A fused
+  layer's ``.diff_b`` splits like its up rows; a fused ``.diff`` is not placed.
 
 Keys of modules the layout does not place in this model (a width-pinned rule places
 nothing in a model of other widths), lone down / up tensors and alphas without a pair go
@@ -33,6 +37,8 @@ def _split(layout: Layout, key: str) -> tuple[str, str] | None:
         f".{layout.down}.weight": "down",
         f".{layout.up}.weight": "up",
         ".alpha": "alpha",
+        ".diff": "diff",
+        ".diff_b": "diff_b",
     }
     for suffix, role in roles.items():
         if key.endswith(suffix):
@@ -69,7 +75,12 @@ def layout_reference(
             ref.unknown_keys.append(key)
             continue
         found.setdefault(split[0], {})[split[1]] = (key, value)
+    differences = {
+        m: {r: roles.pop(r) for r in ("diff", "diff_b") if r in roles} for m, roles in found.items()
+    }
     for module, roles in found.items():
+        if not roles:
+            continue
         if "down" not in roles or "up" not in roles:
             ref.unknown_keys += [k for k, _ in roles.values()]
             continue
@@ -96,4 +107,45 @@ def layout_reference(
                     up.dtype,
                 )
             ]
+    for module, diffs in differences.items():
+        if diffs:
+            _add_differences(ref, diffs, table[module], component, layers)
     return ref
+
+
+def _add_differences(
+    ref: Reference,
+    diffs: Mapping[str, tuple[str, torch.Tensor]],
+    targets: tuple[str, ...],
+    component: str,
+    layers: Mapping[str, Layer],
+) -> None:
+    """Terms of scale 1 for a module's ``.diff`` (weight: ``I @ diff``) and ``.diff_b``
+    (bias, split over a fused layer's parts); keys of the wrong shape are not placed."""
+    widths = [layers[t].out_features for t in targets]
+    n_in = layers[targets[0]].in_features
+    bias_parts: list[torch.Tensor | None] = [None] * len(targets)
+    if "diff_b" in diffs:
+        key, value = diffs["diff_b"]
+        if value.shape == (sum(widths),):
+            bias_parts = list(torch.split(value.detach().to("cpu", torch.float64), widths))
+        else:
+            ref.unknown_keys.append(key)
+    weight: torch.Tensor | None = None
+    if "diff" in diffs:
+        key, value = diffs["diff"]
+        if len(targets) == 1 and value.shape == (widths[0], n_in):
+            weight = value.detach().to("cpu", torch.float64)
+        else:
+            ref.unknown_keys.append(key)
+    keys = tuple(k for k, _ in diffs.values() if k not in ref.unknown_keys)
+    dtype = next(iter(diffs.values()))[1].dtype
+    for target, out, bias in zip(targets, widths, bias_parts, strict=True):
+        if weight is None and bias is None:
+            continue
+        n = layers[target].in_features
+        up = torch.eye(out, dtype=torch.float64)
+        down = weight if weight is not None else torch.zeros(out, n, dtype=torch.float64)
+        ref.terms.setdefault((component, target), []).append(
+            Term(down, up, 1.0, keys, dtype, bias=bias)
+        )

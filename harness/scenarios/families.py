@@ -99,14 +99,15 @@ class FamilyScene(Scene):
         alpha: float | None = ALPHA,
         omit: tuple[str, ...] = (),
         stray: int = 0,
+        rank: int = RANK,
     ) -> tuple[FamilyLora, Reference]:
         """A file on every block Linear (less ``omit``, plus ``stray`` bogus pairs) and its
         reference; ``alpha`` goes into the header metadata only where the release reads
-        it (else the file has no alpha, scale 1)."""
+        it (else the file has no alpha, scale 1). ``rank``: another rank for hot-swap rows."""
         if alpha is not None and not reads_adapter_metadata():
             alpha = None
         targets = self.targets()
-        built = write_lora(self.component, targets, RANK, alpha, seed, omit, stray)
+        built = write_lora(self.component, targets, rank, alpha, seed, omit, stray)
         meta = adapter_metadata(built.header, ADAPTER_METADATA_KEY)
         layers = self.layout[self.component].layers
         ref = peft_reference(built.state_dict, self.component, layers, meta)
@@ -122,15 +123,19 @@ class FamilyScene(Scene):
         omit: tuple[str, ...] = (),
         stray: bool = False,
         extras: tuple[str, ...] = (),
+        diffs: tuple[str, ...] = (),
     ) -> tuple[LayoutLora, Reference]:
         """A non-diffusers file of ``layout_row`` (e.g. ``wan-musubi``) on every module its
         table names in this model (plus the named ``extras`` groups outside the blocks),
-        and its reference read back with the same table."""
+        and its reference read back with the same table. ``diffs``: the ``.diff`` /
+        ``.diff_b`` keys to add (:func:`write_layout_lora`)."""
         layout = LAYOUTS[layout_row]
         layers = self.layout[self.component].layers
         if not expand(layout, layers):  # the table names nothing in this model: our bug
             raise RuntimeError(f"{layout_row}: no module of the layout in {self.family.name}")
-        built = write_layout_lora(layout, layers, RANK, alpha, seed, omit, stray, extras=extras)
+        built = write_layout_lora(
+            layout, layers, RANK, alpha, seed, omit, stray, extras=extras, diffs=diffs
+        )
         ref = layout_reference(built.state_dict, layout, self.component, layers)
         if set(ref.unknown_keys) != set(built.stray_keys):  # writer and reference disagree
             raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")

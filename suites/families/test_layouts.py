@@ -19,8 +19,15 @@ family's tiny model, saved as a safetensors file and loaded with the family pipe
 * ``stray-key`` - complete plus a module block 0 does not have (``bogus0``):
   applied-or-reported (a warning naming it), or a clear refusal naming it.
 * ``with-<group>`` (``-no-alpha``) - complete plus a group of modules outside the blocks
-  the layout can carry (Wan's head / embeddings, Z-Image's embedders and final layer,
-  HunyuanVideo's embedders, token refiner, final modulation). Valid.
+  the layout can carry (Wan's head / embeddings, Wan I2V's image embedder, Z-Image's
+  embedders and final layer, HunyuanVideo's embedders, token refiner, final modulation).
+  Valid.
+* ``with-diff_b`` - every module of every group, no alpha, each with its ``.diff_b`` (a full
+  bias difference): valid; the biases must move by exactly that. ``with-head-diff`` -
+  complete plus Wan's ``head.head`` as a full ``.diff`` + ``.diff_b`` and no pair (Wan2.2
+  distill LoRAs): valid. ``with-modulation-diff`` - complete plus a ``.diff`` for a block's
+  modulation table, which no converter rule places: judged as a stray key (applied or
+  reported by name, or a clear refusal naming it).
 
 ``view[<family>-<layout>-<case>]``: layouts whose converter splits a fused layer at
 hard-coded real widths (HunyuanVideo's single-block ``linear1``, Lumina2's
@@ -41,11 +48,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.drivers.lora import judge_load, judge_view
+from harness.drivers.lora import judge_biases, judge_load, judge_view
 from harness.drivers.lora_detector import read_converted, unpack
 from harness.inputs.families.layouts import LAYOUT_LIST, Layout, expand, write_layout_lora
 from harness.oracles.lora_layouts import layout_reference
 from harness.scenarios.families import ALPHA, converter_in_release
+from harness.scenarios.lora import _refuse_unfilled_layers as refuse_unfilled_layers
 
 ROWS = [(layout, case) for layout in LAYOUT_LIST for case in layout.cases()]
 VIEWS = [(layout, case) for layout in LAYOUT_LIST for case in layout.view_cases()]
@@ -65,6 +73,18 @@ def _case(scene, layout: Layout, case: str):
     if case == "stray-key":
         built, ref = scene.layout_lora(layout.row, stray=True)
         return built, ref, False, built.names([layout.stray])
+    if case == "with-diff_b":
+        built, ref = scene.layout_lora(
+            layout.row, alpha=None, extras=tuple(n for n, _ in layout.extras), diffs=("diff_b",)
+        )
+        return built, ref, True, built.names(built.modules)
+    if case in layout.diff_cases():
+        kind = "full" if case.endswith(f"-{layout.full_diff.split('.')[0]}-diff") else "unplaced"
+        diffs = ("full", "diff_b") if kind == "full" else ("unplaced",)
+        built, ref = scene.layout_lora(layout.row, diffs=diffs)
+        if kind == "full":
+            return built, ref, True, built.names(built.modules)
+        return built, ref, False, built.names([layout.unplaced_diff])
     if case.startswith("with-"):
         group = case.removeprefix("with-").removesuffix("-no-alpha")
         alpha = None if case.endswith("-no-alpha") else ALPHA
@@ -101,9 +121,13 @@ def test_load(compat, family_scene, tmp_path, layout: Layout, case: str) -> None
     pipe = scene.fresh()
     with compat.library_call(names=names) as msgs:
         pipe.load_lora_weights(str(tmp_path), weight_name=path.name, adapter_name=ADAPTER)
+    refuse_unfilled_layers(compat, pipe, "the load", "after ")
     observed = scene.observe(pipe)
     comparisons = scene.compare(observed, ref)
     status = judge_load(ref, comparisons, msgs, built.stray_keys, compat, scene.classes)
+    if ref.bias_modules():
+        bias_status = judge_biases(compat, scene, ref, scene.observe_bias(pipe), msgs)
+        status = "OK-reported" if "reported" in (status + bias_status) else status
     compat.detail(status=status)
 
 

@@ -41,7 +41,7 @@ import pytest
 from hypothesis import Phase, given, settings
 
 from harness.cell.classify import Finding, LibraryError, Unsupported
-from harness.drivers.lora import judge_load, reported
+from harness.drivers.lora import judge_biases, judge_load
 from harness.inputs.checkpoints.lora.build import Pick
 from harness.inputs.checkpoints.lora.cases import (
     Case,
@@ -246,34 +246,6 @@ def judge_file(compat, scene, lora_format, arch: str, built, partial) -> str:
         bias_status = judge_biases(compat, scene, ref, biases, msgs)
         status = "OK-reported" if "reported" in (status + bias_status) else status
     return status
-
-
-#: How a warning may name a file's up biases as a family.
-BIAS_TOKENS = ("lora_B.bias", "lora_bias")
-
-
-def judge_biases(compat, scene, ref, observed, msgs) -> str:
-    """The modules' biases after a load of a file with ``lora_B.bias`` keys: each must act
-    with pristine + ``s * b``. A bias that did not move is DROPPED_KEYS unless a warning
-    named the keys; a different value (or a moved bias the file has no key for) is
-    WRONG_RESULT."""
-    comparisons = scene.compare_bias(observed, ref)
-    wrong = [f"{c}.{m}" for c, cmp in comparisons.items() for m in (*cmp.wrong, *cmp.unexpected)]
-    compat.detail(biases_matched=sum(len(c.matched) for c in comparisons.values()))
-    if wrong:
-        compat.detail(wrong_biases=wrong[:20])
-        raise Finding(Outcome.WRONG_RESULT, f"wrong bias on {', '.join(wrong[:6])}")
-    dropped = [(c, m) for c, cmp in comparisons.items() for m in cmp.dropped]
-    if not dropped:
-        return "OK"
-    keys = sorted({k for c, m in dropped for k in ref.keys_for(c, m) if k.endswith(".bias")})
-    compat.detail(dropped_bias_keys=keys[:40])
-    if reported(msgs, keys + list(BIAS_TOKENS)):
-        return "OK-reported"
-    raise Finding(
-        Outcome.DROPPED_KEYS,
-        f"{len(keys)} up-bias key(s) had no effect and no warning: " + ", ".join(keys[:6]),
-    )
 
 
 @pytest.mark.parametrize("arch,fmt,kind", ROWS, ids=[f"{a}-{f}-{k}" for a, f, k in ROWS])

@@ -190,3 +190,56 @@ def test_partial_case_leaves_out_one_module(layers: dict) -> None:
         full = write_layout_lora(layout, layers[layout.family])
         part = write_layout_lora(layout, layers[layout.family], omit=(missing,))
         assert set(full.modules) - set(part.modules) == {missing}, layout.row
+
+
+def test_reference_reads_difference_keys(layers: dict) -> None:
+    """``.diff_b`` moves the bias by itself (scale 1, whatever the alpha), a pair's weight
+    delta is unchanged by it; a full ``.diff`` is the weight delta itself; a ``.diff`` of a
+    parameter no rule places is a stray key."""
+    layout, model = LAYOUTS["wan-original-downup"], layers["wan"]
+    assert layout.cases()[-3:] == ("with-diff_b", "with-head-diff", "with-modulation-diff")
+    assert not LAYOUTS["wan-musubi"].diff_cases()
+    built = write_layout_lora(layout, model, seed=7, extras=("outer",), diffs=("diff_b",))
+    sd = built.state_dict
+    assert "diffusion_model.head.head.diff_b" in sd
+    ref = layout_reference(sd, layout, "transformer", model)
+    assert not ref.unknown_keys
+    stem = "diffusion_model.blocks.1.ffn.2"
+    torch.testing.assert_close(
+        ref.bias_delta("transformer", "blocks.1.ffn.net.2"), sd[f"{stem}.diff_b"].double()
+    )
+    pair = sd[f"{stem}.lora_up.weight"].double() @ sd[f"{stem}.lora_down.weight"].double()
+    torch.testing.assert_close(ref.delta("transformer", "blocks.1.ffn.net.2"), 0.5 * pair)
+    full = write_layout_lora(layout, model, seed=7, diffs=("full",)).state_dict
+    assert not any(k.startswith("diffusion_model.head.head.lora") for k in full)
+    ref = layout_reference(full, layout, "transformer", model)
+    head = "diffusion_model.head.head"
+    torch.testing.assert_close(ref.delta("transformer", "proj_out"), full[f"{head}.diff"].double())
+    torch.testing.assert_close(
+        ref.bias_delta("transformer", "proj_out"), full[f"{head}.diff_b"].double()
+    )
+    unplaced = write_layout_lora(layout, model, diffs=("unplaced",))
+    key = "diffusion_model.blocks.0.modulation.diff"
+    assert unplaced.stray_keys == [key]
+    assert unplaced.state_dict[key].shape == (1, 6, model["blocks.0.attn1.to_q"].out_features)
+    assert layout_reference(unplaced.state_dict, layout, "transformer", model).unknown_keys == [key]
+
+
+def test_i2v_layout_reaches_the_image_branch(layers: dict) -> None:
+    """Wan I2V: ``cross_attn.k_img`` / ``v_img`` are ``attn2.add_k_proj`` / ``add_v_proj``
+    in every block, ``img_emb.proj.1`` / ``.3`` the image embedder's feed-forward; the T2V
+    model has none of them."""
+    layout, model = LAYOUTS["wan-i2v-original-downup"], layers["wan-i2v"]
+    table = expand(layout, model, extras=None)
+    assert table["blocks.1.cross_attn.v_img"] == ("blocks.1.attn2.add_v_proj",)
+    assert table["img_emb.proj.3"] == ("condition_embedder.image_embedder.ff.net.2",)
+    assert not any("k_img" in s or "img_emb" in s for s in expand(layout, layers["wan"], None))
+    assert layout.partial_case() == "partial-no-k_img"
+    built = write_layout_lora(layout, model, seed=2, extras=("image",))
+    sd = built.state_dict
+    ref = layout_reference(sd, layout, "transformer", model)
+    assert not ref.unknown_keys
+    stem = "diffusion_model.blocks.0.cross_attn.k_img"
+    expected = 0.5 * sd[f"{stem}.lora_up.weight"].double() @ sd[f"{stem}.lora_down.weight"].double()
+    torch.testing.assert_close(ref.delta("transformer", "blocks.0.attn2.add_k_proj"), expected)
+    assert ("transformer", "condition_embedder.image_embedder.ff.net.0.proj") in ref.terms

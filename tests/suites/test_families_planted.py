@@ -35,7 +35,7 @@ FAMILIES = ROOT / "suites" / "families"
 #: (The non-diffusers layout rows, ``test_layouts.py``, have their own planted test.)
 SELECT = {
     "wan": "(test_load or test_unload or test_fuse or test_set_adapters or test_save) "
-    "and wan and not skyreels and not test_layouts",
+    "and wan and not skyreels and not test_layouts and not wan-i2v and not test_wan_variants",
     "qwenimage": "(test_load or test_unload or test_fuse or test_set_adapters or test_save) "
     "and qwenimage and not test_layouts",
 }

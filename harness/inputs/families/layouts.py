@@ -92,6 +92,16 @@ class Layout:
     #: Whether the tiny model can take a file of this layout at all (False where the
     #: converter requires a width-pinned module in every block: only ``view`` rows).
     tiny_rows: bool = True
+    #: The trainer writes ``<module>.diff_b`` (the full bias difference) next to a pair
+    #: (Kijai's / lightx2v's Wan extractions): case ``with-diff_b``.
+    diff_b: bool = False
+    #: A module the trainer writes as a full ``.diff`` (weight difference) + ``.diff_b``
+    #: and no pair (Wan2.2-Distill's ``head.head``): case ``with-<first part>-diff``.
+    full_diff: str = ""
+    #: A parameter the trainer writes a ``.diff`` for that no converter rule places (a
+    #: block's ``modulation`` table, ``(1, 6, dim)``): case ``with-<last part>-diff``,
+    #: judged as a stray key.
+    unplaced_diff: str = ""
 
     @property
     def row(self) -> str:
@@ -103,7 +113,13 @@ class Layout:
 
     def key(self, source: str, role: str) -> str:
         """``role``: "down", "up" or "alpha"."""
-        suffix = {"down": f".{self.down}.weight", "up": f".{self.up}.weight", "alpha": ".alpha"}
+        suffix = {
+            "down": f".{self.down}.weight",
+            "up": f".{self.up}.weight",
+            "alpha": ".alpha",
+            "diff": ".diff",
+            "diff_b": ".diff_b",
+        }
         return self.module_name(source) + suffix[role]
 
     def partial_case(self) -> str:
@@ -122,6 +138,15 @@ class Layout:
         out.append("stray-key")
         for name, _ in self.extras:
             out += [f"with-{name}"] + ([f"with-{name}-no-alpha"] if optional_alpha else [])
+        return (*out, *self.diff_cases())
+
+    def diff_cases(self) -> tuple[str, ...]:
+        """The cases of ``.diff`` / ``.diff_b`` keys this layout's trainers write."""
+        out = ["with-diff_b"] if self.diff_b else []
+        if self.full_diff:
+            out.append(f"with-{self.full_diff.split('.')[0]}-diff")
+        if self.unplaced_diff:
+            out.append(f"with-{self.unplaced_diff.rsplit('.', 1)[-1]}-diff")
         return tuple(out)
 
     def view_cases(self) -> tuple[str, ...]:
@@ -215,13 +240,19 @@ def write_layout_lora(
     stray: bool = False,
     dtype: torch.dtype = torch.float32,
     extras: Iterable[str] = (),
+    diffs: Iterable[str] = (),
 ) -> LayoutLora:
     """A file on every module the layout names in this model (less ``omit``; the named
     groups outside the blocks only when listed in ``extras``), ``.alpha`` where the layout
-    carries it and ``alpha`` is given, plus a stray module if asked."""
+    carries it and ``alpha`` is given, plus a stray module if asked. ``diffs``: the
+    difference keys to add, ``"diff_b"`` (a bias difference next to every pair),
+    ``"full"`` (``layout.full_diff`` as ``.diff`` + ``.diff_b``, no pair), ``"unplaced"``
+    (``layout.unplaced_diff``'s ``.diff``, a stray key)."""
     skip = set(omit)
     table = expand(layout, layers, extras)
-    modules = [s for s in table if s not in skip]
+    kinds = set(diffs)
+    full = layout.full_diff if "full" in kinds else ""
+    modules = [s for s in table if s not in skip and s != full]
     gen = torch.Generator().manual_seed(seed)
     shapes = [
         (s, layers[table[s][0]].in_features, sum(layers[t].out_features for t in table[s]))
@@ -237,9 +268,27 @@ def write_layout_lora(
         state[layout.key(source, "up")] = up.to(dtype)
         if layout.alpha and alpha is not None:
             state[layout.key(source, "alpha")] = torch.tensor(float(alpha), dtype=dtype)
+        if "diff_b" in kinds and source != layout.stray:
+            state[layout.key(source, "diff_b")] = _small(gen, (n_out,), dtype)
+    if full:
+        (target,) = expand(layout, layers, extras=None)[full]
+        shape = (layers[target].out_features, layers[target].in_features)
+        state[layout.key(full, "diff")] = _small(gen, shape, dtype)
+        state[layout.key(full, "diff_b")] = _small(gen, shape[:1], dtype)
+        modules.append(full)
     stray_module = layout.module_name(layout.stray) + "."
     stray_keys = [k for k in state if stray and k.startswith(stray_module)]
+    if "unplaced" in kinds:
+        first = next(iter(expand(layout, layers).values()))[0]
+        key = layout.key(layout.unplaced_diff, "diff")
+        state[key] = _small(gen, (1, 6, layers[first].out_features), dtype)
+        stray_keys.append(key)
     return LayoutLora(layout, state, modules, stray_keys)
+
+
+def _small(gen: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A difference tensor of the size trained deltas have (well inside the base's scale)."""
+    return (0.1 * torch.randn(shape, generator=gen)).to(dtype)
 
 
 def _block_rules(
@@ -350,9 +399,21 @@ FLUX2_OUTER = (
 #: ``scale, shift`` (diffusers' own single-file Flux2 conversion swaps the halves).
 FLUX2_FINAL_NORM = (Rule("final_layer.adaLN_modulation.1", ("norm_out.linear",), row_order=(1, 0)),)
 
+#: Wan I2V's image embedder (``img_emb.proj`` = LayerNorm, Linear, GELU, Linear, LayerNorm;
+#: diffusers' ``condition_embedder.image_embedder.ff``).
+WAN_I2V_IMAGE = (
+    Rule("img_emb.proj.1", ("condition_embedder.image_embedder.ff.net.0.proj",)),
+    Rule("img_emb.proj.3", ("condition_embedder.image_embedder.ff.net.2",)),
+)
+#: The I2V partial: block 0's cross-attention less its image key projection.
+WAN_I2V_PARTIAL = (
+    "blocks.0.cross_attn.k_img",
+    tuple(f"blocks.0.cross_attn.{o}" for o in ("q", "k", "v", "o", "k_img", "v_img")),
+)
+
 #: Wan's modules outside the blocks (``WanModel``: ``head.head``, ``text_embedding`` and
 #: ``time_embedding`` = Linear, act, Linear, ``time_projection`` = act, Linear). The I2V
-#: ``img_emb.proj`` needs an I2V model (``image_dim``), which the tiny T2V one is not.
+#: ``img_emb.proj`` is :data:`WAN_I2V_IMAGE` (the ``wan-i2v`` row's model has it).
 WAN_OUTER = (
     Rule("head.head", ("proj_out",)),
     Rule("text_embedding.0", ("condition_embedder.text_embedder.linear_1",)),
@@ -817,6 +878,9 @@ LAYOUT_LIST: tuple[Layout, ...] = (
         "blocks.0.bogus0",
         "_convert_non_diffusers_wan_lora_to_diffusers",
         extras=(("outer", WAN_OUTER),),
+        diff_b=True,
+        full_diff="head.head",
+        unplaced_diff="blocks.0.modulation",
     ),
     Layout(
         "wan",
@@ -829,6 +893,38 @@ LAYOUT_LIST: tuple[Layout, ...] = (
         True,
         WAN_BLOCK_RULES,
         WAN_PARTIAL,
+        "blocks.0.bogus0",
+        "_convert_musubi_wan_lora_to_diffusers",
+        alpha_always=True,
+        notes="musubi-tuner's LoRA network registers alpha for every module and saves it",
+    ),
+    Layout(
+        "wan-i2v",
+        "original-downup",
+        "original Wan I2V names, kohya tensor names, diff_b biases (Kijai / lightx2v exports)",
+        "diffusion_model.",
+        False,
+        "lora_down",
+        "lora_up",
+        True,
+        WAN_BLOCK_RULES,
+        WAN_I2V_PARTIAL,
+        "blocks.0.bogus0",
+        "_convert_non_diffusers_wan_lora_to_diffusers",
+        extras=(("image", WAN_I2V_IMAGE),),
+        diff_b=True,
+    ),
+    Layout(
+        "wan-i2v",
+        "musubi",
+        "musubi-tuner (kohya-ss) native for Wan I2V: lora_unet_ + flattened original names",
+        "lora_unet_",
+        True,
+        "lora_down",
+        "lora_up",
+        True,
+        WAN_BLOCK_RULES,
+        WAN_I2V_PARTIAL,
         "blocks.0.bogus0",
         "_convert_musubi_wan_lora_to_diffusers",
         alpha_always=True,

@@ -105,6 +105,33 @@ FAMILY_LIST: tuple[Family, ...] = (
         blocks=("blocks.",),
     ),
     Family(
+        # Wan 2.1 I2V: the T2V model plus an image embedder (``image_dim``) and the
+        # image branch of every cross-attention (``attn2.add_k_proj`` / ``add_v_proj``,
+        # originally ``cross_attn.k_img`` / ``v_img``, width ``added_kv_proj_dim`` = the
+        # model's inner width, as in Wan2.1-I2V).
+        "wan-i2v",
+        "WanLoraLoaderMixin",
+        "WanImageToVideoPipeline",
+        "WanTransformer3DModel",
+        {
+            "patch_size": (1, 2, 2),
+            "num_attention_heads": 2,
+            "attention_head_dim": 12,
+            "in_channels": 36,
+            "out_channels": 16,
+            "text_dim": 32,
+            "freq_dim": 32,
+            "ffn_dim": 32,
+            "num_layers": 2,
+            "cross_attn_norm": True,
+            "qk_norm": "rms_norm_across_heads",
+            "rope_max_seq_len": 32,
+            "image_dim": 16,
+            "added_kv_proj_dim": 24,
+        },
+        blocks=("blocks.",),
+    ),
+    Family(
         "flux2",
         "Flux2LoraLoaderMixin",
         "Flux2Pipeline",
@@ -755,7 +782,10 @@ ZOO_MIXINS: tuple[str, ...] = (
     "SD3LoraLoaderMixin",
     "FluxLoraLoaderMixin",
 )
+#: Mixins no pipeline inherits, driven through their classmethods by their own rows
+#: (``suites/families/test_amused.py``: the training example's save / resume calls).
+CLASSMETHOD_MIXINS: tuple[str, ...] = ("AmusedLoraLoaderMixin",)
 
 
 def known_mixins() -> frozenset[str]:
-    return frozenset(ZOO_MIXINS) | {f.mixin for f in FAMILY_LIST}
+    return frozenset(ZOO_MIXINS) | frozenset(CLASSMETHOD_MIXINS) | {f.mixin for f in FAMILY_LIST}
