@@ -38,7 +38,7 @@ def step_kwargs(
 ) -> tuple[dict[str, Any], list[str]]:
     """The call's keywords for this release, and the data keywords it left out. With
     ``embeds`` (from :func:`prompt_embeds`) they replace the prompt."""
-    params, _ = accepted_parameters(type(pipe).__call__)
+    params = call_parameters(pipe)
     unknown = sorted(k for k in [*extra, *(embeds or {})] if k not in params)
     if unknown:
         raise Unsupported(f"{type(pipe).__name__}.__call__ has no parameter {', '.join(unknown)}")
@@ -47,7 +47,11 @@ def step_kwargs(
     if embeds is not None:
         kwargs.pop("prompt", None)
         kwargs.update(embeds)
-    kwargs.update(output_type="latent", return_dict=False, **extra)
+    if spec.output is None:
+        kwargs.update(output_type="latent", return_dict=False)
+    else:
+        kwargs["output"] = spec.output
+    kwargs.update(extra)
     kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
     return kwargs, left_out
 
@@ -91,7 +95,9 @@ def family_step(
     appended to ``notes``; the whole batch is returned either way."""
     kwargs, _ = step_kwargs(pipe, spec, seed, embeds, **extra)
     result = pipe(**kwargs)
-    if isinstance(result, torch.Tensor):
+    if spec.output is not None:  # a modular pipeline: the named state value itself
+        out = result
+    elif isinstance(result, torch.Tensor):
         out = result
         if notes is not None:
             notes.append(
@@ -105,9 +111,20 @@ def family_step(
     return out.detach().to("cpu")
 
 
-def scale_kwarg(pipe: Any) -> str | None:
-    """The ``__call__`` keyword that carries ``{"scale": s}`` to the denoiser, if any."""
+def call_parameters(pipe: Any) -> set[str]:
+    """The keywords a call takes: ``__call__``'s parameters, or for a modular pipeline
+    (whose ``__call__`` takes ``**kwargs``) the inputs its blocks declare."""
+    blocks = getattr(pipe, "blocks", None)
+    inputs = getattr(blocks, "inputs", None)
+    if inputs is not None and hasattr(pipe, "update_components"):
+        return {i.name for i in inputs if i.name}
     params, _ = accepted_parameters(type(pipe).__call__)
+    return params
+
+
+def scale_kwarg(pipe: Any) -> str | None:
+    """The call keyword that carries ``{"scale": s}`` to the denoiser, if any."""
+    params = call_parameters(pipe)
     return next((k for k in SCALE_KWARGS if k in params), None)
 
 

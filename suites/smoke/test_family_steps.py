@@ -21,6 +21,10 @@ cleaning needs ``ftfy``, which they import only when installed) every step of th
 LoRA rows passes ``prompt_embeds`` we computed with the pipeline's own tokenizer and text
 encoder; ``family_step`` always passes the prompt, so that path stays judged.
 
+A modular-only family (FLUX.3, Anima) steps through its pipeline's own call with the
+default blocks, returning the state's ``latents`` (the data's ``output``); its keywords
+are the inputs the blocks declare.
+
 Building, loading and stepping run inside ``compat.library_call()``: a release that
 rejects the tiny architecture, or whose pipeline cannot step, is a finding of
 ``family_step`` (the LoRA rows of that family are then NOT_RUN, naming it, rather than

@@ -62,9 +62,18 @@ def test_component_data_names_table_families_and_small_ids() -> None:
             return found + [i for v in value.values() for i in ids(v)]
         return []
 
+    def vocab(config: dict) -> int:  # the config's own vocabulary, where it names one
+        text = config.get("text_config")
+        if isinstance(text, dict) and "vocab_size" in text:
+            return int(text["vocab_size"])
+        return int(config.get("vocab_size", TEXT_VOCAB))
+
     for spec in FAMILY_PIPELINES.values():
         for component in spec.components.values():
-            assert all(0 <= i < TEXT_VOCAB for i in ids(dict(component.config))), component
+            config = dict(component.config)
+            size = vocab(config)
+            assert size <= TEXT_VOCAB, component
+            assert all(0 <= i < size for i in ids(config)), component
 
 
 def test_merge_reference_adds_scaled_delta_to_named_modules_only() -> None:

@@ -1,5 +1,5 @@
 """The Gemma and GLM chat-style tokenizers (Sana / Lumina2, CogView4), the text-only
-processor stand-in (Kandinsky 5) and our own prompt encoding for the LoRA rows of the step
+processor stand-ins (Kandinsky 5; FLUX.3's with ``.tokenizer``) and our own prompt encoding for the LoRA rows of the step
 suite (``PromptEmbeds``), without a pipeline."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from harness.inputs.models.tokenizers import (  # noqa: E402
     CHAT_STYLES,
     chat_tokenizer,
     qwen_processor,
+    qwen_vl_processor,
     t5_tokenizer,
 )
 from harness.scenarios.family_steps import prompt_embeds  # noqa: E402
@@ -76,5 +77,26 @@ def test_qwen_processor_takes_a_processor_call_and_refuses_images() -> None:
     processor = qwen_processor()
     ids = processor(text=["a photo"], images=None, videos=None, padding=True)["input_ids"]
     assert ids == plain(["a photo"], padding=True)["input_ids"]
+    with pytest.raises(ValueError, match="images"):
+        processor(text=["a photo"], images=[object()])
+
+
+def test_qwen_vl_processor_answers_tokenizer_templates_and_decodes() -> None:
+    """FLUX.3 templates with the processor, tokenizes with ``processor.tokenizer`` and
+    decodes its upsampler's ids: the stand-in is its own tokenizer, the template tokenized
+    through it equals the plain ChatML encoding, and byte ids decode to their text."""
+    plain = chat_tokenizer("qwen")
+    processor = qwen_vl_processor()
+    assert processor.tokenizer is processor
+    text = processor.apply_chat_template(USER_STRING, tokenize=False, add_generation_prompt=True)
+    assert text == plain.apply_chat_template(
+        USER_STRING, tokenize=False, add_generation_prompt=True
+    )
+    batch = processor.apply_chat_template(
+        USER_PARTS, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    ids = batch["input_ids"][0].tolist()
+    assert ids == plain(text, add_special_tokens=False)["input_ids"]
+    assert processor.decode(plain("a photo", add_special_tokens=False)["input_ids"]) == "a photo"
     with pytest.raises(ValueError, match="images"):
         processor(text=["a photo"], images=[object()])

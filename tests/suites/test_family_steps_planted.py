@@ -18,8 +18,15 @@ Runs the real checks of ``suites/smoke/test_family_steps.py`` for Wan and Sana i
   ``return_dict=False``: only ``family_step[sana]`` -> WRONG_RESULT (the LoRA rows
   compare whole batches either way).
 
+* ``flux3-skip-single-blocks``: the modular FLUX.3's ``Flux3LoraLoaderMixin.lora_state_dict``
+  drops the single-stream blocks' keys: both FLUX.3 LoRA rows -> WRONG_RESULT, its
+  ``family_step`` (the modular pipeline's own call) green;
+* ``flux3-scale-ignored``: the FLUX.3 transformer's forward loses ``scale`` from the
+  ``attention_kwargs`` its denoise block passes: only ``family_lora_scale[flux3]`` red.
+
 Wan's LoRA rows step with our ``prompt_embeds`` (the data's ``PromptEmbeds``), Sana's with
-the prompt: both routes are covered.
+the prompt, FLUX.3 through a modular pipeline's default blocks: all three routes are
+covered.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from tests.inner_suite import run_checks  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "suites" / "smoke" / "test_family_steps.py"
 #: The families planted here (``-k wan`` does not select ``skyreels-v2``).
-FAMILIES = ("wan", "sana")
+FAMILIES = ("wan", "sana", "flux3")
 ROWS = {
     f"{row}[{family}]"
     for family in FAMILIES
@@ -71,6 +78,7 @@ def _drop_scale(monkeypatch: pytest.MonkeyPatch, model_cls: type) -> None:
     """``model_cls.forward`` never sees the ``scale`` its pipeline passes."""
     original = model_cls.forward
 
+    @functools.wraps(original)  # FLUX.3's denoise block reads the forward's signature
     def forward(self, *args, **kwargs):
         attention_kwargs = kwargs.get("attention_kwargs")
         if attention_kwargs:
@@ -109,6 +117,30 @@ def plant_sana_skip_cross_attention(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         lora_pipeline.SanaLoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
     )
+
+
+def plant_flux3_skip_single_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLUX.3's lora_state_dict loses every single-stream block key."""
+    from diffusers.loaders import lora_pipeline
+
+    original = lora_pipeline.Flux3LoraLoaderMixin.lora_state_dict.__func__
+
+    def lora_state_dict(cls, *args, **kwargs):
+        out = original(cls, *args, **kwargs)
+        sd = out[0] if isinstance(out, tuple) else out
+        kept = {k: v for k, v in sd.items() if ".single_transformer_blocks." not in k}
+        return (kept, *out[1:]) if isinstance(out, tuple) else kept
+
+    monkeypatch.setattr(
+        lora_pipeline.Flux3LoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
+    )
+
+
+def plant_flux3_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FLUX.3 transformer never sees the ``scale`` its denoise block passes."""
+    from diffusers import Flux3Transformer2DModel
+
+    _drop_scale(monkeypatch, Flux3Transformer2DModel)
 
 
 def plant_load_noop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,6 +227,26 @@ PLANTS = {
             "family_step[sana]": "pass:OK",
             "family_lora_step[sana]": "pass:OK",
             "family_lora_scale[sana]": "regression:WRONG_RESULT",
+        },
+        "attention_kwargs={'scale': 0.5} had no effect on the step",
+    ),
+    "flux3-skip-single-blocks": (
+        "flux3",
+        plant_flux3_skip_single_blocks,
+        {
+            "family_step[flux3]": "pass:OK",
+            "family_lora_step[flux3]": "regression:WRONG_RESULT",
+            "family_lora_scale[flux3]": "regression:WRONG_RESULT",
+        },
+        "differs from the step with our merge",
+    ),
+    "flux3-scale-ignored": (
+        "flux3",
+        plant_flux3_scale_ignored,
+        {
+            "family_step[flux3]": "pass:OK",
+            "family_lora_step[flux3]": "pass:OK",
+            "family_lora_scale[flux3]": "regression:WRONG_RESULT",
         },
         "attention_kwargs={'scale': 0.5} had no effect on the step",
     ),

@@ -65,6 +65,14 @@ class FamilyPipeline:
     #: Pipeline attributes set after construction, where a constructor hard-codes a size
     #: that no call keyword overrides (recorded in ``built_as``).
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    #: Denoiser config keys that differ from the family table's, where the pipeline's own
+    #: arithmetic fixes a width the table's denoiser (built for LoRA loads alone) does not
+    #: have (recorded in ``built_as``).
+    denoiser_config: Mapping[str, Any] = field(default_factory=dict)
+    #: Modular pipelines only: the state value the step returns (``pipe(..., output=...)``;
+    #: their blocks always decode, so ``call`` names an ``output_type`` they accept). None:
+    #: a ``DiffusionPipeline``, called with ``output_type="latent", return_dict=False``.
+    output: str | None = None
 
 
 def _scheduler(**config: Any) -> Component:
@@ -196,6 +204,56 @@ _QWEN25_VL_16 = Component(
     "Qwen2_5_VLConfig",
 )
 
+#: Qwen3-VL with text width 16 (Krea 2's ``Qwen3VLModel``, BriaFibo2's
+#: ``Qwen3VLForConditionalGeneration``): two layers, so hidden states 0-2.
+_QWEN3_VL_16_CONFIG: dict[str, Any] = {
+    "text_config": {
+        "vocab_size": TEXT_VOCAB,
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        **_ids("qwen"),
+    },
+    "vision_config": {
+        "depth": 2,
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_heads": 2,
+        "out_hidden_size": 16,
+    },
+    "vision_start_token_id": TEXT_VOCAB - 4,
+    "vision_end_token_id": TEXT_VOCAB - 3,
+    "image_token_id": TEXT_VOCAB - 1,
+    "video_token_id": TEXT_VOCAB - 5,
+}
+
+#: FLUX.3's prompt upsampler generates ids that the generated ChatML tokenizer must decode:
+#: its 259 ids (256 bytes, 3 specials), then 5 vision ids no prompt uses.
+_UPSAMPLER_VOCAB = 264
+
+#: Flux 2's VAE cut to one stage of 4 channels (no downsampling; never run for a latent
+#: output): Flux 2, ERNIE-Image, BriaFibo2, Ideogram 4.
+_FLUX2_VAE = Component(
+    "diffusers",
+    "AutoencoderKLFlux2",
+    {
+        "sample_size": 32,
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D"],
+        "block_out_channels": [4],
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": 1,
+        "use_quant_conv": False,
+        "use_post_quant_conv": False,
+    },
+)
+
 #: HunyuanVideo's causal VAE (8x spatial, 4x temporal, 4 latent channels), shared with
 #: Kandinsky 5.
 _HUNYUAN_VAE = Component(
@@ -308,23 +366,7 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
                 "Mistral3Config",
             ),
             "tokenizer": Component("tokenizer", "mistral", {"model_max_length": 512}),
-            "vae": Component(
-                "diffusers",
-                "AutoencoderKLFlux2",
-                {
-                    "sample_size": 32,
-                    "in_channels": 3,
-                    "out_channels": 3,
-                    "down_block_types": ["DownEncoderBlock2D"],
-                    "up_block_types": ["UpDecoderBlock2D"],
-                    "block_out_channels": [4],
-                    "layers_per_block": 1,
-                    "latent_channels": 4,
-                    "norm_num_groups": 1,
-                    "use_quant_conv": False,
-                    "use_post_quant_conv": False,
-                },
-            ),
+            "vae": _FLUX2_VAE,
             "scheduler": _scheduler(),
         },
         {
@@ -1055,23 +1097,7 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
                 "Mistral3Config",
             ),
             "tokenizer": Component("tokenizer", "mistral", {"model_max_length": 512}),
-            "vae": Component(
-                "diffusers",
-                "AutoencoderKLFlux2",
-                {
-                    "sample_size": 32,
-                    "in_channels": 3,
-                    "out_channels": 3,
-                    "down_block_types": ["DownEncoderBlock2D"],
-                    "up_block_types": ["UpDecoderBlock2D"],
-                    "block_out_channels": [4],
-                    "layers_per_block": 1,
-                    "latent_channels": 4,
-                    "norm_num_groups": 1,
-                    "use_quant_conv": False,
-                    "use_post_quant_conv": False,
-                },
-            ),
+            "vae": _FLUX2_VAE,
             "scheduler": _scheduler(),
         },
         {
@@ -1093,32 +1119,7 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
         "krea2",
         {
             "text_encoder": Component(
-                "transformers",
-                "Qwen3VLModel",
-                {
-                    "text_config": {
-                        "vocab_size": TEXT_VOCAB,
-                        "hidden_size": 16,
-                        "intermediate_size": 16,
-                        "num_hidden_layers": 2,
-                        "num_attention_heads": 2,
-                        "num_key_value_heads": 2,
-                        "head_dim": 8,
-                        **_ids("qwen"),
-                    },
-                    "vision_config": {
-                        "depth": 2,
-                        "hidden_size": 16,
-                        "intermediate_size": 16,
-                        "num_heads": 2,
-                        "out_hidden_size": 16,
-                    },
-                    "vision_start_token_id": TEXT_VOCAB - 4,
-                    "vision_end_token_id": TEXT_VOCAB - 3,
-                    "image_token_id": TEXT_VOCAB - 1,
-                    "video_token_id": TEXT_VOCAB - 5,
-                },
-                "Qwen3VLConfig",
+                "transformers", "Qwen3VLModel", _QWEN3_VL_16_CONFIG, "Qwen3VLConfig"
             ),
             "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 2048}),
             "vae": Component(
@@ -1152,6 +1153,306 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
         },
         (1, 16, 16),
         init_extra={"text_encoder_select_layers": (0, 1, 2)},
+    ),
+    # BriaFibo2: Qwen3-VL (text 16) behind the processor's call signature (``qwen-
+    # processor``: the pipeline calls ``processor(text=..., images=None)``), Flux 2's VAE
+    # (one stage, 4 channels; never run), the dynamic-shift scheduler. The pipeline bundles
+    # hidden states of three layers each into 1 + len(injection_layer_ids) = 6 streams of
+    # width 3 x 2560 (``text_encoder_out_layers``, layers up to 35); the tiny denoiser
+    # reads 2 streams of width ``cap_feat_dim`` 16, so one layer per bundle: ((1,), (2,)),
+    # set after construction. Guidance 1 (it guides above 1). 16 x 16 -> (1, 16, 16, 16)
+    # unpacked latents (vae_scale_factor 1, patch 2: 64 image tokens).
+    "briafibo2": FamilyPipeline(
+        "briafibo2",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Qwen3VLForConditionalGeneration",
+                _QWEN3_VL_16_CONFIG,
+                "Qwen3VLConfig",
+            ),
+            "processor": Component("tokenizer", "qwen-processor", {"model_max_length": 2048}),
+            "vae": _FLUX2_VAE,
+            "scheduler": _scheduler(
+                use_dynamic_shifting=True,
+                base_shift=0.5,
+                max_shift=1.15,
+                base_image_seq_len=256,
+                max_image_seq_len=4096,
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 16,
+            "width": 16,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+        },
+        (1, 16, 16, 16),
+        attributes={"text_encoder_out_layers": ((1,), (2,))},
+    ),
+    # Ideogram 4: ``Qwen3VLModel`` (the pipeline reads ``text_encoder.language_model``, which
+    # ``Qwen3VLForConditionalGeneration`` of transformers 5.21 lacks) whose decoder layers
+    # the pipeline runs itself, tapping the 13
+    # fixed layers 0, 3, ..., 33, 35 (``QWEN3_VL_ACTIVATION_LAYERS``, a module constant):
+    # 36 layers of text width 16, so ``llm_features_dim`` = 13 x 16 = 208 for both
+    # denoisers (the table's 16 is for LoRA loads alone). The unconditional denoiser is a
+    # second tiny one (no LoRA targets it). Flux 2's one-stage VAE (never run), 8 x 8 ->
+    # 4 x 4 = 16 packed tokens of ``in_channels`` 8; one-entry guidance schedule (3: both
+    # denoisers count).
+    "ideogram4": FamilyPipeline(
+        "ideogram4",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Qwen3VLModel",
+                {
+                    **_QWEN3_VL_16_CONFIG,
+                    "text_config": {**_QWEN3_VL_16_CONFIG["text_config"], "num_hidden_layers": 36},
+                },
+                "Qwen3VLConfig",
+            ),
+            "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 2048}),
+            "vae": _FLUX2_VAE,
+            "scheduler": _scheduler(),
+            "unconditional_transformer": Component(
+                "diffusers",
+                "Ideogram4Transformer2DModel",
+                {**FAMILIES["ideogram4"].config, "llm_features_dim": 208},
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 8,
+            "width": 8,
+            "num_inference_steps": 1,
+            "guidance_schedule": (3.0,),
+            "max_sequence_length": 32,
+        },
+        (1, 16, 8),
+        denoiser_config={"llm_features_dim": 208},
+    ),
+    # FLUX.3 (modular): the default blocks, prompt upsampler included (a user without one
+    # pops the step). The upsampler is a tiny Qwen3.5 (one linear-attention and one full-
+    # attention layer) whose vocabulary is the generated tokenizer's 259 ids plus the 5
+    # vision ids (an id beyond the tokenizer's decodes to nothing, and an empty caption
+    # is refused), greedy for
+    # ``max_new_tokens`` 4; the text encoder Qwen3-VL (text 16; ``text_encoder_out_layers``
+    # (2,) = ``joint_attention_dim`` 16); one processor stand-in (``.tokenizer``,
+    # ``apply_chat_template``, ``decode``) for both. The blocks always decode: Flux 2's
+    # one-stage VAE with 2 latent channels (x 2 x 2 = the denoiser's 8), ``output_type``
+    # "pt". Classifier-free guidance of the default guider (3.5: two denoiser passes).
+    # 8 x 8 -> 4 x 4 = 16 tokens; the state's ``latents`` are unpacked (1, 8, 4, 4).
+    "flux3": FamilyPipeline(
+        "flux3",
+        {
+            "prompt_upsampler": Component(
+                "transformers",
+                "Qwen3_5ForConditionalGeneration",
+                {
+                    "text_config": {
+                        "vocab_size": _UPSAMPLER_VOCAB,
+                        "hidden_size": 16,
+                        "intermediate_size": 16,
+                        "num_hidden_layers": 2,
+                        "num_attention_heads": 2,
+                        "num_key_value_heads": 1,
+                        "head_dim": 8,
+                        "linear_conv_kernel_dim": 2,
+                        "linear_key_head_dim": 8,
+                        "linear_value_head_dim": 8,
+                        "linear_num_key_heads": 2,
+                        "linear_num_value_heads": 2,
+                        "layer_types": ["linear_attention", "full_attention"],
+                        **_ids("qwen"),
+                    },
+                    "vision_config": {
+                        "depth": 1,
+                        "hidden_size": 16,
+                        "intermediate_size": 16,
+                        "num_heads": 2,
+                        "out_hidden_size": 16,
+                    },
+                    "vision_start_token_id": _UPSAMPLER_VOCAB - 4,
+                    "vision_end_token_id": _UPSAMPLER_VOCAB - 3,
+                    "image_token_id": _UPSAMPLER_VOCAB - 1,
+                    "video_token_id": _UPSAMPLER_VOCAB - 5,
+                    **_ids("qwen"),
+                },
+                "Qwen3_5Config",
+            ),
+            "prompt_upsampler_processor": Component("tokenizer", "qwen-vl-processor", {}),
+            "text_encoder": Component(
+                "transformers",
+                "Qwen3VLForConditionalGeneration",
+                _QWEN3_VL_16_CONFIG,
+                "Qwen3VLConfig",
+            ),
+            "tokenizer": Component("tokenizer", "qwen-vl-processor", {}),
+            "vae": Component(
+                "diffusers", "AutoencoderKLFlux2", {**_FLUX2_VAE.config, "latent_channels": 2}
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 8,
+            "width": 8,
+            "num_inference_steps": 1,
+            "max_new_tokens": 4,
+            "max_sequence_length": 16,
+            "text_encoder_out_layers": (2,),
+            "output_type": "pt",
+        },
+        (1, 8, 4, 4),
+        output="latents",
+    ),
+    # Anima (modular): Qwen3 (hidden 24 = the text conditioner's ``source_dim``) + the
+    # ChatML tokenizer, the generated T5 tokenizer for the conditioner's target ids (its
+    # ``target_vocab_size`` raised from the table's 32 to 64, above the 45 generated ids),
+    # the table's ``anima-text-conditioner`` otherwise, Qwen-Image's VAE (z 4 = the
+    # denoiser's channels; the blocks always decode, ``output_type`` "pt"), the scheduler
+    # (a pretrained component of the blocks). The default guider's two passes.
+    # 32 x 32 -> latents (1, 4, 1, 8, 8) (4x spatial; 16 tokens of patch 2).
+    "anima": FamilyPipeline(
+        "anima",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Qwen3Model",
+                {
+                    "vocab_size": TEXT_VOCAB,
+                    "hidden_size": 24,
+                    "intermediate_size": 16,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "num_key_value_heads": 2,
+                    "head_dim": 8,
+                    "max_position_embeddings": 512,
+                    **_ids("qwen"),
+                },
+                "Qwen3Config",
+            ),
+            "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 512}),
+            "t5_tokenizer": _T5_TOKENIZER,
+            "text_conditioner": Component(
+                "diffusers",
+                "AnimaTextConditioner",
+                {**FAMILIES["anima-text-conditioner"].config, "target_vocab_size": 64},
+            ),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKLQwenImage",
+                {
+                    "base_dim": 8,
+                    "z_dim": 4,
+                    "dim_mult": [1, 2, 4],
+                    "num_res_blocks": 1,
+                    "temperal_downsample": [False, True],
+                    "latents_mean": [0.0] * 4,
+                    "latents_std": [1.0] * 4,
+                },
+            ),
+            "scheduler": _scheduler(),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 32,
+            "width": 32,
+            "num_inference_steps": 1,
+            "max_sequence_length": 16,
+            "output_type": "pt",
+        },
+        (1, 4, 1, 8, 8),
+        output="latents",
+    ),
+    # ACE-Step (audio): Qwen3 (hidden 16 = the condition encoder's ``text_hidden_dim``) +
+    # the ChatML tokenizer for caption and lyrics, the condition encoder (width 16 = the
+    # denoiser's; timbre width = the acoustic width 4), diffusers' test Oobleck VAE cut to
+    # 4 latent channels, its audio tokenizer / detokenizer (cover tasks; unused by this
+    # step). The denoiser reads noise, source latents and chunk mask concatenated:
+    # ``in_channels`` 3 x 4 = 12 (the table's 8 is for LoRA loads alone). Guidance 1 (no
+    # second pass). The tiny VAE gives 4 Hz / 2 = 2 latent frames per second: 8 s -> 16
+    # frames, 8 tokens of patch 2 -> latents (1, 16, 4).
+    "acestep": FamilyPipeline(
+        "acestep",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Qwen3Model",
+                {
+                    "vocab_size": TEXT_VOCAB,
+                    "hidden_size": 16,
+                    "intermediate_size": 16,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "num_key_value_heads": 2,
+                    "head_dim": 8,
+                    "max_position_embeddings": 512,
+                    **_ids("qwen"),
+                },
+                "Qwen3Config",
+            ),
+            "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 512}),
+            "condition_encoder": Component(
+                "diffusers.pipelines.ace_step",
+                "AceStepConditionEncoder",
+                {
+                    "hidden_size": 16,
+                    "intermediate_size": 32,
+                    "text_hidden_dim": 16,
+                    "timbre_hidden_dim": 4,
+                    "num_lyric_encoder_hidden_layers": 1,
+                    "num_timbre_encoder_hidden_layers": 1,
+                    "num_attention_heads": 2,
+                    "num_key_value_heads": 1,
+                    "head_dim": 8,
+                    "sliding_window": 8,
+                },
+            ),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderOobleck",
+                {
+                    "encoder_hidden_size": 6,
+                    "downsampling_ratios": [1, 2],
+                    "decoder_channels": 3,
+                    "decoder_input_channels": 4,
+                    "audio_channels": 2,
+                    "channel_multiples": [2, 4],
+                    "sampling_rate": 4,
+                },
+            ),
+            "scheduler": _scheduler(num_train_timesteps=1, shift=1.0),
+            "audio_tokenizer": Component(
+                "diffusers.pipelines.ace_step",
+                "AceStepAudioTokenizer",
+                {
+                    "hidden_size": 16,
+                    "intermediate_size": 32,
+                    "audio_acoustic_hidden_dim": 4,
+                    "pool_window_size": 2,
+                    "fsq_dim": 16,
+                    "fsq_input_levels": [4, 4, 4],
+                    "fsq_input_num_quantizers": 1,
+                    "num_attention_pooler_hidden_layers": 1,
+                    "num_attention_heads": 2,
+                    "num_key_value_heads": 1,
+                    "head_dim": 8,
+                    "sliding_window": 8,
+                },
+            ),
+        },
+        {
+            "prompt": PROMPT,
+            "lyrics": "[verse]\nla",
+            "audio_duration": 8.0,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+            "max_text_length": 16,
+            "max_lyric_length": 16,
+        },
+        (1, 16, 4),
+        denoiser_config={"in_channels": 12},
     ),
 }
 

@@ -8,7 +8,8 @@ the family table's, seeded as the family suite seeds it (same weights in both su
 A release without the family (mixin, pipeline or denoiser class), or without a component
 class (diffusers VAE, transformers text encoder), raises :class:`Unsupported`. Components
 the data names that the constructor does not take are our data's error for that release:
-Unsupported too (recorded), never a silent drop of a module.
+Unsupported too (recorded), never a silent drop of a module. A modular-only family
+(``Family.modular``) is assembled as users do: default blocks + ``update_components``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) ->
         module.to(device=device, dtype=dtype)
 
 
+def _detach_weight_norm(module: torch.nn.Module) -> None:
+    """Recompute every legacy ``weight_norm`` weight without autograd history.
+
+    Why: ``torch.nn.utils.weight_norm`` (ACE-Step's Oobleck VAE) stores the weight it
+    computes at construction as a non-leaf tensor, which ``copy.deepcopy`` refuses; the
+    copies :class:`FullFamilyZoo` hands out would fail before any step. The value is the
+    same (the hook recomputes it on every forward anyway)."""
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for sub in module.modules():
+        for hook in sub._forward_pre_hooks.values():
+            if isinstance(hook, WeightNorm):
+                with torch.no_grad():
+                    setattr(sub, hook.name, hook.compute_weight(sub))
+
+
 def _size(module: torch.nn.Module) -> str:
     return f"{sum(p.numel() for p in module.parameters()) / 1e3:.0f}k"
 
@@ -65,7 +82,8 @@ def build_full(
     """The real pipeline class with every component real and tiny."""
     start = time.perf_counter()
     _, pipeline_cls, _ = family_classes(family)
-    denoiser_spec = Component(family.library, family.denoiser, family.config)
+    config = {**family.config, **spec.denoiser_config}
+    denoiser_spec = Component(family.library, family.denoiser, config)
     built = build_component(denoiser_spec, seed_for("families", family.name))
     parts: dict[str, Any] = {family.attr: built.obj}
     dropped = {family.attr: built.dropped}
@@ -76,6 +94,35 @@ def build_full(
     modules = {n: p for n, p in parts.items() if isinstance(p, torch.nn.Module)}
     for module in modules.values():
         _place(module, device, dtype)
+        _detach_weight_norm(module)
+    if family.modular:
+        pipe, made = _assemble_modular(family, pipeline_cls, parts)
+    else:
+        pipe = _construct(family, pipeline_cls, parts, spec, dropped)
+        made = []
+    pipe.set_progress_bar_config(disable=True)
+    for attribute, value in spec.attributes.items():
+        setattr(pipe, attribute, value)
+    sizes = ", ".join(f"{n} {type(m).__name__} {_size(m)}" for n, m in modules.items())
+    kind = "modular " if family.modular else ""
+    way = f"real {kind}{family.pipeline}, every component tiny: {sizes}"
+    if made:
+        way += f"; default blocks, from config by the blocks: {', '.join(made)}"
+    if spec.denoiser_config:
+        way += f"; {family.denoiser} config beyond the family table's: {dict(spec.denoiser_config)}"
+    if spec.attributes:
+        way += f"; set after construction: {dict(spec.attributes)}"
+    return FullBuild(pipe, way, dropped, time.perf_counter() - start)
+
+
+def _construct(
+    family: Family,
+    pipeline_cls: type,
+    parts: dict[str, Any],
+    spec: FamilyPipeline,
+    dropped: dict[str, list[str]],
+) -> Any:
+    """A ``DiffusionPipeline`` from its constructor, every declared component given."""
     kwargs, dropped["<pipeline>"] = filter_kwargs(
         pipeline_cls.__init__, {**parts, **spec.init_extra}
     )
@@ -93,15 +140,29 @@ def build_full(
     ]
     if missing:  # the data lacks a component this release requires: ours to add
         raise RuntimeError(f"{family.pipeline} requires {missing}; components.py has none")
+    return pipeline_cls(**kwargs)
+
+
+def _assemble_modular(
+    family: Family, pipeline_cls: type, parts: dict[str, Any]
+) -> tuple[Any, list[str]]:
+    """A modular pipeline as a user assembles one: the class with its default blocks
+    (``workflow=`` where the family names one), then ``update_components`` with every
+    pretrained component; the blocks create the ``from_config`` ones (scheduler, guider,
+    processors) themselves. Returns the pipeline and the components the blocks made."""
+    kwargs = {"workflow": family.workflow} if family.workflow else {}
+    if kwargs and "workflow" not in inspect.signature(pipeline_cls.__init__).parameters:
+        raise Unsupported(f"{family.pipeline} takes no workflow= in this release")
     pipe = pipeline_cls(**kwargs)
-    pipe.set_progress_bar_config(disable=True)
-    for attribute, value in spec.attributes.items():
-        setattr(pipe, attribute, value)
-    sizes = ", ".join(f"{n} {type(m).__name__} {_size(m)}" for n, m in modules.items())
-    way = f"real {family.pipeline}, every component tiny: {sizes}"
-    if spec.attributes:
-        way += f"; set after construction: {dict(spec.attributes)}"
-    return FullBuild(pipe, way, dropped, time.perf_counter() - start)
+    specs = getattr(pipe, "_component_specs", {})
+    refused = sorted(set(parts) - set(specs))
+    if refused:
+        raise Unsupported(f"{family.pipeline}'s blocks expect no {', '.join(refused)}")
+    pipe.update_components(**parts)
+    missing = sorted(n for n in specs if getattr(pipe, n, None) is None)
+    if missing:  # the data lacks a component the default blocks use: ours to add
+        raise RuntimeError(f"{family.pipeline} blocks expect {missing}; components.py has none")
+    return pipe, sorted(n for n in specs if n not in parts)
 
 
 class FullFamilyZoo:

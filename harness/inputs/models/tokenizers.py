@@ -307,6 +307,29 @@ def qwen_processor(model_max_length: int = 2048) -> Any:
     return tok
 
 
+#: The text-only processor class that also exposes ``.tokenizer``, made once per process.
+_TOKENIZER_PROCESSOR_CLASSES: dict[type, type] = {}
+
+
+def qwen_vl_processor(model_max_length: int = 2048) -> Any:
+    """:func:`qwen_processor` that also answers ``processor.tokenizer`` (itself), as a real
+    processor does: FLUX.3's text step templates with the processor and tokenizes with
+    its ``.tokenizer``; its upsampler calls ``apply_chat_template(tokenize=True)`` and
+    ``decode``, which the tokenizer has."""
+    tok = qwen_processor(model_max_length)
+    base = type(tok)
+    if base not in _TOKENIZER_PROCESSOR_CLASSES:
+
+        class TextOnlyProcessorWithTokenizer(base):  # type: ignore[misc, valid-type]
+            @property
+            def tokenizer(self) -> Any:
+                return self
+
+        _TOKENIZER_PROCESSOR_CLASSES[base] = TextOnlyProcessorWithTokenizer
+    tok.__class__ = _TOKENIZER_PROCESSOR_CLASSES[base]
+    return tok
+
+
 GENERATORS = {
     "clip": clip_tokenizer,
     "t5": t5_tokenizer,
@@ -316,4 +339,5 @@ GENERATORS = {
     "gemma": gemma_tokenizer,
     "glm": glm_tokenizer,
     "qwen-processor": qwen_processor,
+    "qwen-vl-processor": qwen_vl_processor,
 }
