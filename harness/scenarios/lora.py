@@ -120,7 +120,7 @@ class Scene:
         from harness.cell.classify import Finding
         from harness.drivers.lora import judge_load
 
-        _refuse_unfilled_layers(compat, pipe, what, prefix)
+        refuse_unfilled_layers(compat, pipe, what, prefix)
         comparisons = self.compare(self.observe(pipe), ref, weight)
         try:
             judge_load(ref, comparisons, [], [], compat, self.classes)
@@ -153,7 +153,7 @@ class Scene:
         return {}
 
 
-def _refuse_unfilled_layers(compat: Any, pipe: Any, what: str, prefix: str) -> None:
+def refuse_unfilled_layers(compat: Any, pipe: Any, what: str, prefix: str) -> None:
     """WRONG_RESULT when the library said it left adapter layers of an adapter still in the
     pipeline unfilled ("missing keys in the model"): their effect is uninitialised memory,
     so comparing it would make the verdict a coin toss (it matched the reference by chance

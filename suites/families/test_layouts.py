@@ -53,7 +53,7 @@ from harness.drivers.lora_detector import read_converted, unpack
 from harness.inputs.families.layouts import LAYOUT_LIST, Layout, expand, write_layout_lora
 from harness.oracles.lora_layouts import layout_reference
 from harness.scenarios.families import ALPHA, converter_in_release
-from harness.scenarios.lora import _refuse_unfilled_layers as refuse_unfilled_layers
+from harness.scenarios.lora import refuse_unfilled_layers
 
 ROWS = [(layout, case) for layout in LAYOUT_LIST for case in layout.cases()]
 VIEWS = [(layout, case) for layout in LAYOUT_LIST for case in layout.view_cases()]

@@ -32,7 +32,7 @@ from harness.cell.classify import Unsupported
 from harness.drivers.lora import judge_biases, judge_load
 from harness.inputs.families.layouts import LAYOUTS, expand
 from harness.scenarios.families import load_source
-from harness.scenarios.lora import _refuse_unfilled_layers as refuse_unfilled_layers
+from harness.scenarios.lora import refuse_unfilled_layers
 
 ROWS = {"transformer_2": {"load_into_transformer_2": True}, "transformer": {}}
 ADAPTER = "style"

@@ -94,6 +94,49 @@ _UMT5 = Component("transformers", "UMT5EncoderModel", T5_CONFIG, "UMT5Config")
 _T5 = Component("transformers", "T5EncoderModel", T5_CONFIG, "T5Config")
 _T5_TOKENIZER = Component("tokenizer", "t5", {"model_max_length": 512})
 
+
+def _mistral3(cls: str, hidden: int, heads: int, layers: int, top_ids: bool = False) -> Component:
+    """A tiny Mistral 3 text encoder (Flux2, ERNIE-Image): the text model at the width the
+    denoiser reads, a fixed tiny Pixtral vision tower; ``top_ids`` repeats the bos / eos /
+    pad ids at the top level of the config (Flux2's pipeline reads them there)."""
+    text = {
+        "model_type": "mistral",
+        "vocab_size": TEXT_VOCAB,
+        "hidden_size": hidden,
+        "intermediate_size": 37,
+        "max_position_embeddings": 512,
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 1e9,
+        "sliding_window": None,
+        **_ids("mistral"),
+    }
+    vision = {
+        "model_type": "pixtral",
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "intermediate_size": 37,
+        "image_size": 30,
+        "patch_size": 6,
+        "num_channels": 3,
+    }
+    config: dict[str, Any] = {
+        "text_config": text,
+        "vision_config": vision,
+        "image_seq_length": 4,
+        "vision_feature_layer": -1,
+        "image_token_index": TEXT_VOCAB - 1,
+        **(_ids("mistral") if top_ids else {}),
+    }
+    return Component("transformers", cls, config, "Mistral3Config")
+
+
+_MISTRAL_TOKENIZER = Component("tokenizer", "mistral", {"model_max_length": 512})
+
 #: HunyuanVideo pools CLIP's ``pooler_output``: hidden width = ``pooled_projection_dim``.
 _CLIP_16 = Component(
     "transformers",
@@ -329,43 +372,8 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
     "flux2": FamilyPipeline(
         "flux2",
         {
-            "text_encoder": Component(
-                "transformers",
-                "Mistral3ForConditionalGeneration",
-                {
-                    "text_config": {
-                        "model_type": "mistral",
-                        "vocab_size": TEXT_VOCAB,
-                        "hidden_size": 32,
-                        "intermediate_size": 37,
-                        "max_position_embeddings": 512,
-                        "num_attention_heads": 4,
-                        "num_hidden_layers": 1,
-                        "num_key_value_heads": 2,
-                        "head_dim": 8,
-                        "rms_norm_eps": 1e-5,
-                        "rope_theta": 1e9,
-                        "sliding_window": None,
-                        **_ids("mistral"),
-                    },
-                    "vision_config": {
-                        "model_type": "pixtral",
-                        "hidden_size": 16,
-                        "num_hidden_layers": 1,
-                        "num_attention_heads": 4,
-                        "intermediate_size": 37,
-                        "image_size": 30,
-                        "patch_size": 6,
-                        "num_channels": 3,
-                    },
-                    "image_seq_length": 4,
-                    "vision_feature_layer": -1,
-                    "image_token_index": TEXT_VOCAB - 1,
-                    **_ids("mistral"),
-                },
-                "Mistral3Config",
-            ),
-            "tokenizer": Component("tokenizer", "mistral", {"model_max_length": 512}),
+            "text_encoder": _mistral3("Mistral3ForConditionalGeneration", 32, 4, 1, top_ids=True),
+            "tokenizer": _MISTRAL_TOKENIZER,
             "vae": _FLUX2_VAE,
             "scheduler": _scheduler(),
         },
@@ -1061,42 +1069,8 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
     "ernieimage": FamilyPipeline(
         "ernieimage",
         {
-            "text_encoder": Component(
-                "transformers",
-                "Mistral3Model",
-                {
-                    "text_config": {
-                        "model_type": "mistral",
-                        "vocab_size": TEXT_VOCAB,
-                        "hidden_size": 16,
-                        "intermediate_size": 37,
-                        "max_position_embeddings": 512,
-                        "num_attention_heads": 2,
-                        "num_hidden_layers": 2,
-                        "num_key_value_heads": 2,
-                        "head_dim": 8,
-                        "rms_norm_eps": 1e-5,
-                        "rope_theta": 1e9,
-                        "sliding_window": None,
-                        **_ids("mistral"),
-                    },
-                    "vision_config": {
-                        "model_type": "pixtral",
-                        "hidden_size": 16,
-                        "num_hidden_layers": 1,
-                        "num_attention_heads": 4,
-                        "intermediate_size": 37,
-                        "image_size": 30,
-                        "patch_size": 6,
-                        "num_channels": 3,
-                    },
-                    "image_seq_length": 4,
-                    "vision_feature_layer": -1,
-                    "image_token_index": TEXT_VOCAB - 1,
-                },
-                "Mistral3Config",
-            ),
-            "tokenizer": Component("tokenizer", "mistral", {"model_max_length": 512}),
+            "text_encoder": _mistral3("Mistral3Model", 16, 2, 2),
+            "tokenizer": _MISTRAL_TOKENIZER,
             "vae": _FLUX2_VAE,
             "scheduler": _scheduler(),
         },
