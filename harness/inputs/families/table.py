@@ -452,12 +452,14 @@ FAMILY_LIST: tuple[Family, ...] = (
             "tri_mult_c": 8,
         },
         blocks=("transformer_layers.",),
-        # The constructor compares ``transformer.config.latent_dim`` with the VAE's.
+        # The constructor compares ``transformer.config.latent_dim`` with the VAE's. The
+        # decoder indexes ``atom37_mask`` by residue class (147 rows), ``allowed_residue_types``
+        # by token type (7 rows of 147).
         fallback={
             "vae": (
                 "RFD4ProteinaAutoencoder",
                 {
-                    "atom37_mask": ((True,) * 37,) * 7,
+                    "atom37_mask": ((True,) * 37,) * 147,
                     "allowed_residue_types": ((True,) * 147,) * 7,
                     "latent_dim": 4,
                     "nlayers": 1,
