@@ -42,18 +42,30 @@ def step_kwargs(
     unknown = sorted(k for k in [*extra, *(embeds or {})] if k not in params)
     if unknown:
         raise Unsupported(f"{type(pipe).__name__}.__call__ has no parameter {', '.join(unknown)}")
-    kwargs = {k: v for k, v in spec.call.items() if k in params}
+    kwargs = {k: _fresh(v) for k, v in spec.call.items() if k in params}
     left_out = sorted(set(spec.call) - set(kwargs))
     if embeds is not None:
         kwargs.pop("prompt", None)
         kwargs.update(embeds)
-    if spec.output is None:
+    if spec.fields:  # no latent output type: the output object's fields
+        kwargs["return_dict"] = True
+    elif spec.output is None:
         kwargs.update(output_type="latent", return_dict=False)
     else:
         kwargs["output"] = spec.output
     kwargs.update(extra)
     kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
     return kwargs, left_out
+
+
+def _fresh(value: Any) -> Any:
+    """A call value no earlier step can have touched: tensors (also inside a mapping, as
+    RFD4-Proteina's ``conditioning_features``) are copied; anything else is passed as is."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    return value
 
 
 @torch.no_grad()
@@ -90,12 +102,15 @@ def family_step(
     notes: list[str] | None = None,
     **extra: Any,
 ) -> torch.Tensor:
-    """One seeded step; the latent output as a detached CPU tensor. What was off about the
-    call's return form (a bare tensor where ``return_dict=False`` promises a tuple) is
-    appended to ``notes``; the whole batch is returned either way."""
+    """One seeded step; the latent output (or the data's ``fields`` of the output object,
+    concatenated on the last axis, in float32) as a detached CPU tensor. What was off
+    about the call's return form (a bare tensor where ``return_dict=False`` promises a
+    tuple) is appended to ``notes``; the whole batch is returned either way."""
     kwargs, _ = step_kwargs(pipe, spec, seed, embeds, **extra)
     result = pipe(**kwargs)
-    if spec.output is not None:  # a modular pipeline: the named state value itself
+    if spec.fields:
+        out = torch.cat([getattr(result, name).float() for name in spec.fields], dim=-1)
+    elif spec.output is not None:  # a modular pipeline: the named state value itself
         out = result
     elif isinstance(result, torch.Tensor):
         out = result

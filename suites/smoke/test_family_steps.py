@@ -16,6 +16,11 @@ scheduler; :mod:`harness.inputs.families.components`) runs one seeded step:
 * ``family_lora_scale[<family>]`` - the same with ``{"scale": 0.5}`` passed through the
   pipeline's attention kwargs, against the merge at half weight.
 
+A companion row (``COMPANION_LORA_HOSTS``: ``ltx2-connectors``) has ``family_lora_step``
+only: its file targets a second component of the host family's pipeline (LTX-2's text
+connectors), stepped with the host's data. No scale row: the attention kwargs' scale is
+the denoiser's (LTX-2 calls its connectors with none, and they take none).
+
 Where the data names a ``PromptEmbeds`` recipe (Wan, SkyReels-V2, Helios: their prompt
 cleaning needs ``ftfy``, which they import only when installed) every step of the two
 LoRA rows passes ``prompt_embeds`` we computed with the pipeline's own tokenizer and text
@@ -41,7 +46,7 @@ import pytest
 import torch
 
 from harness.cell.classify import LibraryError
-from harness.inputs.families.components import FAMILY_PIPELINES
+from harness.inputs.families.components import COMPANION_LORA_HOSTS, FAMILY_PIPELINES
 from harness.inputs.families.full_pipelines import FullFamilyZoo
 from harness.inputs.families.table import FAMILIES
 from harness.oracles.lora_merge import STEP_RELATIVE_TOLERANCE, merge_reference, step_agreement
@@ -58,6 +63,8 @@ from harness.scenarios.family_steps import (
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 NAMES = list(FAMILY_PIPELINES)
+#: ``family_lora_step`` also judges the companion rows' files (in their host's pipeline).
+LORA_NAMES = NAMES + list(COMPANION_LORA_HOSTS)
 ADAPTER = "style"
 #: LoRA scale of the scale row: not 1, so an ignored scale shows.
 LORA_SCALE = 0.5
@@ -181,10 +188,14 @@ def _judge_lora_step(
     extra: dict[str, Any],
 ) -> None:
     """Load the complete file, step (with ``extra``); compare with our merge at ``weight``
-    and with the pristine step."""
+    and with the pristine step. A companion row's file targets its own component inside
+    the host family's pipeline, which builds and steps as the host's rows do."""
     family = FAMILIES[name]
-    pristine, embeds = _prerequisites(compat, zoo, name)
-    pipe = _pipe(compat, zoo, name)
+    host = COMPANION_LORA_HOSTS.get(name, name)
+    pristine, embeds = _prerequisites(compat, zoo, host)
+    if host != name:
+        compat.param(family=name, host_family=host, lora_target=family.attr)
+    pipe = _pipe(compat, zoo, host)
     built, ref = complete_lora(pipe, family)
     compat.valid_input(f"complete diffusers/PEFT file for {name}")
     source, kwargs = load_source(built, tmp_path)
@@ -196,10 +207,10 @@ def _judge_lora_step(
     )
     with compat.library_call(names=built.stems()):
         pipe.load_lora_weights(source, adapter_name=ADAPTER, **kwargs)
-    loaded = _step(compat, pipe, name, late=True, embeds=embeds, **extra)
-    merged_pipe = _pipe(compat, zoo, name)
+    loaded = _step(compat, pipe, host, late=True, embeds=embeds, **extra)
+    merged_pipe = _pipe(compat, zoo, host)
     merged_paths = merge_reference(getattr(merged_pipe, family.attr), ref, family.attr, weight)
-    merged = _step(compat, merged_pipe, name, embeds=embeds)
+    merged = _step(compat, merged_pipe, host, embeds=embeds)
     err, effect = step_agreement(loaded, merged, pristine)
     moved = float((loaded.double() - pristine.double()).abs().max())
     tol = STEP_RELATIVE_TOLERANCE.get(zoo.dtype, 1e-3) * effect
@@ -220,7 +231,7 @@ def _judge_lora_step(
     if err > tol:
         why = ""
         if extra:  # was the scale heard at all? the same loaded pipe without it
-            unscaled = _step(compat, pipe, name, late=True, embeds=embeds)
+            unscaled = _step(compat, pipe, host, late=True, embeds=embeds)
             scale_moved = float((loaded.double() - unscaled.double()).abs().max())
             compat.detail(max_abs_scaled_vs_unscaled=scale_moved)
             if scale_moved <= tol:
@@ -232,7 +243,7 @@ def _judge_lora_step(
         )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LORA_NAMES)
 def test_family_lora_step(compat: Any, full_family_zoo: FullFamilyZoo, name: str, tmp_path) -> None:
     """The loaded LoRA's step equals the step of our merge of the same file."""
     _judge_lora_step(compat, full_family_zoo, name, tmp_path, 1.0, {})

@@ -24,8 +24,22 @@ Runs the real checks of ``suites/smoke/test_family_steps.py`` for Wan and Sana i
 * ``flux3-scale-ignored``: the FLUX.3 transformer's forward loses ``scale`` from the
   ``attention_kwargs`` its denoise block passes: only ``family_lora_scale[flux3]`` red.
 
+* ``rfd4-skip-layer``: ``RFD4ProteinaLoraLoaderMixin.lora_state_dict`` drops every key of
+  the second trunk layer (``transformer_layers.1.``): both RFD4-Proteina LoRA rows ->
+  WRONG_RESULT, its ``family_step`` green;
+* ``rfd4-scale-ignored``: the RFD4-Proteina transformer's forward loses ``scale`` from its
+  ``attention_kwargs``: only ``family_lora_scale[rfd4proteina]`` red;
+* ``minimax-skip-refiner``: the modular MiniMax-H3's ``MiniMaxH3LoraLoaderMixin.lora_state_dict``
+  drops the text token refiner's keys (``token_refiner.``): both MiniMax-H3 LoRA rows ->
+  WRONG_RESULT (the refined text reaches the video latents through the packed attention),
+  its ``family_step`` green;
+* ``ltx2-connectors-skip-video-connector``: ``LTX2LoraLoaderMixin.lora_state_dict`` drops
+  the video text connector's keys of a ``connectors.``-named file: the companion row
+  ``family_lora_step[ltx2-connectors]`` (its file in LTX-2's pipeline) -> WRONG_RESULT.
+
 Wan's LoRA rows step with our ``prompt_embeds`` (the data's ``PromptEmbeds``), Sana's with
-the prompt, FLUX.3 through a modular pipeline's default blocks: all three routes are
+the prompt, FLUX.3 through a modular pipeline's default blocks, RFD4-Proteina with
+prepared molecular tensors and output fields instead of latents: all four routes are
 covered.
 """
 
@@ -45,33 +59,44 @@ from tests.inner_suite import run_checks  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "suites" / "smoke" / "test_family_steps.py"
 #: The families planted here (``-k wan`` does not select ``skyreels-v2``).
-FAMILIES = ("wan", "sana", "flux3")
+FAMILIES = ("wan", "sana", "flux3", "rfd4proteina", "minimax-h3")
+#: Companion rows (a second LoRA target inside a host family's pipeline): one row each.
+COMPANIONS = ("ltx2-connectors",)
 ROWS = {
     f"{row}[{family}]"
     for family in FAMILIES
     for row in ("family_step", "family_lora_step", "family_lora_scale")
-}
+} | {f"family_lora_step[{companion}]" for companion in COMPANIONS}
 
 
 def verdicts(records: list[dict]) -> dict[str, str]:
     return {r["check_id"].rsplit("::", 1)[-1]: f"{r['verdict']}:{r['observed']}" for r in records}
 
 
-def plant_skip_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wan's lora_state_dict loses every key of block 1."""
+def _drop_keys(monkeypatch: pytest.MonkeyPatch, mixin_name: str, marker: str) -> None:
+    """``mixin_name.lora_state_dict`` loses every key containing ``marker``."""
     from diffusers.loaders import lora_pipeline
 
-    original = lora_pipeline.WanLoraLoaderMixin.lora_state_dict.__func__
+    mixin = getattr(lora_pipeline, mixin_name)
+    original = mixin.lora_state_dict.__func__
 
     def lora_state_dict(cls, *args, **kwargs):
         out = original(cls, *args, **kwargs)
         sd = out[0] if isinstance(out, tuple) else out
-        kept = {k: v for k, v in sd.items() if ".blocks.1." not in k}
+        kept = {k: v for k, v in sd.items() if marker not in k}
         return (kept, *out[1:]) if isinstance(out, tuple) else kept
 
-    monkeypatch.setattr(
-        lora_pipeline.WanLoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
-    )
+    monkeypatch.setattr(mixin, "lora_state_dict", classmethod(lora_state_dict))
+
+
+def plant_skip_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wan's lora_state_dict loses every key of block 1."""
+    _drop_keys(monkeypatch, "WanLoraLoaderMixin", ".blocks.1.")
+
+
+def plant_rfd4_skip_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFD4-Proteina's lora_state_dict loses every key of trunk layer 1."""
+    _drop_keys(monkeypatch, "RFD4ProteinaLoraLoaderMixin", ".transformer_layers.1.")
 
 
 def _drop_scale(monkeypatch: pytest.MonkeyPatch, model_cls: type) -> None:
@@ -104,36 +129,12 @@ def plant_sana_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def plant_sana_skip_cross_attention(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sana's lora_state_dict loses every cross-attention (``attn2``) key."""
-    from diffusers.loaders import lora_pipeline
-
-    original = lora_pipeline.SanaLoraLoaderMixin.lora_state_dict.__func__
-
-    def lora_state_dict(cls, *args, **kwargs):
-        out = original(cls, *args, **kwargs)
-        sd = out[0] if isinstance(out, tuple) else out
-        kept = {k: v for k, v in sd.items() if ".attn2." not in k}
-        return (kept, *out[1:]) if isinstance(out, tuple) else kept
-
-    monkeypatch.setattr(
-        lora_pipeline.SanaLoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
-    )
+    _drop_keys(monkeypatch, "SanaLoraLoaderMixin", ".attn2.")
 
 
 def plant_flux3_skip_single_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """FLUX.3's lora_state_dict loses every single-stream block key."""
-    from diffusers.loaders import lora_pipeline
-
-    original = lora_pipeline.Flux3LoraLoaderMixin.lora_state_dict.__func__
-
-    def lora_state_dict(cls, *args, **kwargs):
-        out = original(cls, *args, **kwargs)
-        sd = out[0] if isinstance(out, tuple) else out
-        kept = {k: v for k, v in sd.items() if ".single_transformer_blocks." not in k}
-        return (kept, *out[1:]) if isinstance(out, tuple) else kept
-
-    monkeypatch.setattr(
-        lora_pipeline.Flux3LoraLoaderMixin, "lora_state_dict", classmethod(lora_state_dict)
-    )
+    _drop_keys(monkeypatch, "Flux3LoraLoaderMixin", ".single_transformer_blocks.")
 
 
 def plant_flux3_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,6 +142,23 @@ def plant_flux3_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     from diffusers import Flux3Transformer2DModel
 
     _drop_scale(monkeypatch, Flux3Transformer2DModel)
+
+
+def plant_minimax_skip_refiner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MiniMax-H3's lora_state_dict loses every key of the text token refiner."""
+    _drop_keys(monkeypatch, "MiniMaxH3LoraLoaderMixin", ".token_refiner.")
+
+
+def plant_ltx2_skip_video_connector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LTX-2's lora_state_dict loses every key of the video text connector."""
+    _drop_keys(monkeypatch, "LTX2LoraLoaderMixin", ".video_connector.")
+
+
+def plant_rfd4_scale_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RFD4-Proteina transformer never sees the ``scale`` its pipeline passes."""
+    from diffusers import RFD4ProteinaTransformer
+
+    _drop_scale(monkeypatch, RFD4ProteinaTransformer)
 
 
 def plant_load_noop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,11 +268,48 @@ PLANTS = {
         },
         "attention_kwargs={'scale': 0.5} had no effect on the step",
     ),
+    "rfd4-skip-layer": (
+        "rfd4proteina",
+        plant_rfd4_skip_layer,
+        {
+            "family_step[rfd4proteina]": "pass:OK",
+            "family_lora_step[rfd4proteina]": "regression:WRONG_RESULT",
+            "family_lora_scale[rfd4proteina]": "regression:WRONG_RESULT",
+        },
+        "differs from the step with our merge",
+    ),
+    "rfd4-scale-ignored": (
+        "rfd4proteina",
+        plant_rfd4_scale_ignored,
+        {
+            "family_step[rfd4proteina]": "pass:OK",
+            "family_lora_step[rfd4proteina]": "pass:OK",
+            "family_lora_scale[rfd4proteina]": "regression:WRONG_RESULT",
+        },
+        "attention_kwargs={'scale': 0.5} had no effect on the step",
+    ),
+    "minimax-skip-refiner": (
+        "minimax-h3",
+        plant_minimax_skip_refiner,
+        {
+            "family_step[minimax-h3]": "pass:OK",
+            "family_lora_step[minimax-h3]": "regression:WRONG_RESULT",
+            "family_lora_scale[minimax-h3]": "regression:WRONG_RESULT",
+        },
+        "differs from the step with our merge",
+    ),
+    "ltx2-connectors-skip-video-connector": (
+        "ltx2-connectors",
+        plant_ltx2_skip_video_connector,
+        {"family_lora_step[ltx2-connectors]": "regression:WRONG_RESULT"},
+        "differs from the step with our merge",
+    ),
 }
 
 
 def test_unpatched_library_passes(tmp_path: Path) -> None:
-    records = run_checks(SUITE, " or ".join(FAMILIES), tmp_path / "unpatched.jsonl")
+    selector = " or ".join((*FAMILIES, *COMPANIONS))
+    records = run_checks(SUITE, selector, tmp_path / "unpatched.jsonl")
     shown = verdicts(records)
     assert set(shown) == ROWS, json.dumps(shown, indent=1)
     assert set(shown.values()) == {"pass:OK"}, json.dumps(shown, indent=1)

@@ -73,6 +73,11 @@ class FamilyPipeline:
     #: their blocks always decode, so ``call`` names an ``output_type`` they accept). None:
     #: a ``DiffusionPipeline``, called with ``output_type="latent", return_dict=False``.
     output: str | None = None
+    #: A pipeline with no latent output type: the fields of its output object
+    #: (``return_dict=True``) the step returns, concatenated on the last axis. Name only
+    #: what the denoiser decides continuously: a field that passed through an argmax
+    #: would hide a LoRA error smaller than the argmax's margin. Empty: the latent output.
+    fields: tuple[str, ...] = ()
 
 
 def _scheduler(**config: Any) -> Component:
@@ -320,6 +325,46 @@ _HUNYUAN_VAE = Component(
 )
 
 _LTX_VAE_CLS, _LTX_VAE_CONFIG = FAMILIES["ltxvideo"].fallback["vae"]
+
+#: RFD4-Proteina's residue vocabulary: the width of its sequence head's logits.
+RFD4_RESIDUE_CLASSES = 147
+#: The per-atom interaction annotations the released feature configuration requires (each
+#: ``condition_<name>_1_atom``, one class per atom37 slot; 0 = none).
+RFD4_ATOM_ANNOTATIONS = ("hbond", "pistack", "pication", "saltbridge", "hydrophobic", "metal-coord")
+_RFD4_VAE_CLS, _RFD4_VAE_CONFIG = FAMILIES["rfd4proteina"].fallback["vae"]
+
+
+def protein_call(tokens: int) -> dict[str, Any]:
+    """RFD4-Proteina's prepared molecular tensors for one unconditioned chain of ``tokens``
+    residues: all real, none given as context, all carrying a local latent, token type 0,
+    every atom37 slot used, no sequence / interaction conditions (class 0), one molecule,
+    bond path length ``|i - j|`` along the chain. What the preprocessor emits for a de novo
+    design, without its package (the pipeline takes the tensors, not a file)."""
+    import torch
+
+    chain = torch.arange(tokens)
+    zeros = torch.zeros(1, tokens, dtype=torch.long)
+    features: dict[str, torch.Tensor] = {
+        name: zeros.clone()
+        for name in (
+            "condition_sequence_1_residue",
+            "molecule_iid",
+            "molecule_entity_id",
+            "condition_index-group_1_token",
+        )
+    }
+    features["token_bond_path_length"] = (chain[:, None] - chain[None, :]).abs()[None]
+    for name in RFD4_ATOM_ANNOTATIONS:
+        features[f"condition_{name}_1_atom"] = torch.zeros(1, tokens, 37, dtype=torch.long)
+    return {
+        "padding_mask": torch.ones(1, tokens, dtype=torch.bool),
+        "is_in_context_conditioning": torch.zeros(1, tokens, dtype=torch.bool),
+        "supports_local_latent": torch.ones(1, tokens, dtype=torch.bool),
+        "token_type": zeros.clone(),
+        "atom37_mask": torch.ones(1, tokens, 37, dtype=torch.bool),
+        "conditioning_features": features,
+    }
+
 
 FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
     # Wan 2.1 T2V: UMT5 (text_dim 32 = d_model), AutoencoderKLWan 8x spatial / 4x temporal.
@@ -1428,7 +1473,140 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
         (1, 16, 4),
         denoiser_config={"in_channels": 12},
     ),
+    # MiniMax-H3 (modular, workflow ``t2va``: text to video + stereo audio in one packed
+    # sequence): the default blocks with a Qwen3-VL conditioner (text 16 = the denoiser's
+    # ``text_dim``) of 51 layers, because the blocks read ``hidden_states[50]`` (a module
+    # property; fewer layers are refused), the ChatML tokenizer (the prompt verbatim, no
+    # template) and the ``qwen-vl-processor`` stand-in (the blocks ask it only for the
+    # modality type of each id: all text). diffusers' test video VAE (8 + 16 channels, 4x
+    # spatial and temporal, the released ``clip_length`` 17 / ``token_drop`` 3: 124 frames
+    # -> 37 latent frames) and audio VAE (hop 4), both cut to the denoiser's 4 latent
+    # channels; the two schedulers with the released shifts (12 video, 3 audio). The step
+    # is the fewest the blocks accept: 124 frames (5 s at 24 fps, the shortest duration,
+    # rounded up to 17 n + 5), an 8 x 8 canvas (the multiple 4 x patch 2), two inference
+    # steps (the scheduler refuses one). The packed sequence: 7 text rows, 2 x 207 audio
+    # rows, 37 video rows of one patch each. The blocks always
+    # decode (``output_type`` "pt"); the step returns the state's video ``latents``
+    # (1, 4, 37, 2, 2); the audio latents are not compared.
+    "minimax-h3": FamilyPipeline(
+        "minimax-h3",
+        {
+            "text_encoder": Component(
+                "transformers",
+                "Qwen3VLForConditionalGeneration",
+                {
+                    **_QWEN3_VL_16_CONFIG,
+                    "text_config": {**_QWEN3_VL_16_CONFIG["text_config"], "num_hidden_layers": 51},
+                },
+                "Qwen3VLConfig",
+            ),
+            "tokenizer": Component("tokenizer", "qwen", {"model_max_length": 512}),
+            "processor": Component("tokenizer", "qwen-vl-processor", {}),
+            "vae": Component(
+                "diffusers",
+                "AutoencoderKLMiniMaxH3",
+                {
+                    "in_channels": 3,
+                    "out_channels": 3,
+                    "latent_channels": 4,
+                    "block_out_channels": (8, 16),
+                    "layers_per_block": 1,
+                    "spatial_downsample_factors": (2, 2),
+                    "temporal_downsample_factors": (2, 2),
+                    "norm_num_groups": 8,
+                    "decoder_num_layers": 2,
+                    "decoder_num_attention_heads": 2,
+                    "decoder_attention_head_dim": 8,
+                    "decoder_num_register_tokens": 2,
+                    "decoder_ffn_mult": 2,
+                    "clip_length": 17,
+                    "token_drop": 3,
+                    "latents_mean": (0.0,) * 4,
+                    "latents_std": (1.0,) * 4,
+                },
+            ),
+            "audio_vae": Component(
+                "diffusers",
+                "AutoencoderKLMiniMaxH3Audio",
+                {
+                    "encoder_dim": 4,
+                    "encoder_rates": (2, 2),
+                    "latent_dim": 32,
+                    "latent_channels": 4,
+                    "num_attention_heads": 2,
+                    "decoder_dim": 16,
+                    "decoder_rates": (2, 2),
+                    "decoder_kernel_sizes": (4, 4),
+                    "resblock_kernel_sizes": (3, 7),
+                    "resblock_dilation_sizes": ((1, 3), (1, 3)),
+                    "sampling_rate": 32000,
+                    "latents_mean": [0.0] * 4,
+                    "latents_std": [1.0] * 4,
+                },
+            ),
+            "scheduler": Component("diffusers", "MiniMaxH3Scheduler", {"shift": 12.0}),
+            "audio_scheduler": Component("diffusers", "MiniMaxH3Scheduler", {"shift": 3.0}),
+        },
+        {
+            "prompt": PROMPT,
+            "height": 8,
+            "width": 8,
+            "num_frames": 124,
+            "num_inference_steps": 2,
+            "output_type": "pt",
+        },
+        (1, 4, 37, 2, 2),
+        output="latents",
+    ),
+    # RFD4-Proteina (proteins): no text; the call is the prepared molecular tensors of one
+    # 6-residue chain (``protein_call``). The table's autoencoder (latent 4 = the
+    # denoiser's; its ``atom37_mask`` has a row for each of the 147 residue classes, as the
+    # decoder indexes it by the predicted class). Two schedulers, one per modality (backbone: log times, tan
+    # noise; local latents: power times, 1/t noise), no finer tail intervals: the number
+    # of steps is ``len(recycle_depths)``, so ``[1]`` is one step with one trunk pass.
+    # There is no latent output type: the step is the final backbone (3), local latents
+    # (4) and sequence logits (147) per residue -> (1, 6, 154); ``coords_nm`` and
+    # ``residue_type`` pass through an argmax over those logits.
+    "rfd4proteina": FamilyPipeline(
+        "rfd4proteina",
+        {
+            "vae": Component("diffusers", _RFD4_VAE_CLS, _RFD4_VAE_CONFIG),
+            "bb_ca_scheduler": Component(
+                "diffusers",
+                "RFD4ProteinaScheduler",
+                {
+                    "schedule_mode": "log",
+                    "noise_mode": "tan",
+                    "tsr_k": 1.0,
+                    "tsr_sigma": 1.0,
+                    "tail_steps": 0,
+                },
+            ),
+            "local_latents_scheduler": Component(
+                "diffusers",
+                "RFD4ProteinaScheduler",
+                {
+                    "schedule_mode": "power",
+                    "noise_mode": "1/t",
+                    "tsr_k": 1.0,
+                    "tsr_sigma": 1.0,
+                    "tail_steps": 0,
+                },
+            ),
+        },
+        protein_call(6),
+        (1, 6, 3 + FAMILIES["rfd4proteina"].config["latent_dim"] + RFD4_RESIDUE_CLASSES),
+        init_extra={"recycle_depths": [1]},
+        fields=("bb_ca", "local_latents", "sequence_logits"),
+    ),
 }
+
+#: LoRA rows whose file targets a companion component of another family's complete
+#: pipeline (the table's ``companions``: a second component the family's mixin loads
+#: into), row -> that family. The pipeline, its call and its ``family_step`` are the host
+#: family's; the file and our merge are the row's own (``FAMILIES[row].attr`` and
+#: ``.blocks``: LTX-2's text connectors, loaded from ``connectors.``-named keys).
+COMPANION_LORA_HOSTS: dict[str, str] = {"ltx2-connectors": "ltx2"}
 
 #: Pipeline keywords that carry ``{"scale": s}`` to the denoiser, in the order tried.
 SCALE_KWARGS = ("attention_kwargs", "joint_attention_kwargs", "cross_attention_kwargs")

@@ -62,7 +62,9 @@ MINIMAX_H3_CONFIG: dict[str, Any] = {
     "freq_dim": 16,
     "time_embed_hidden_dim": 16,
     "time_embed_dim": 8,
-    "rope_freq_dim": 4,
+    # Its rotary embedding turns 2 x 3 x rope_freq_dim channels of a head: 6 fit in
+    # attention_head_dim 8 (4 would need 24, so no forward pass could run).
+    "rope_freq_dim": 1,
 }
 
 FAMILY_LIST: tuple[Family, ...] = (

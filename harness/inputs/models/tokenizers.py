@@ -315,7 +315,8 @@ def qwen_vl_processor(model_max_length: int = 2048) -> Any:
     """:func:`qwen_processor` that also answers ``processor.tokenizer`` (itself), as a real
     processor does: FLUX.3's text step templates with the processor and tokenizes with
     its ``.tokenizer``; its upsampler calls ``apply_chat_template(tokenize=True)`` and
-    ``decode``, which the tokenizer has."""
+    ``decode``, which the tokenizer has. Also ``create_mm_token_type_ids`` (MiniMax-H3),
+    all text."""
     tok = qwen_processor(model_max_length)
     base = type(tok)
     if base not in _TOKENIZER_PROCESSOR_CLASSES:
@@ -324,6 +325,18 @@ def qwen_vl_processor(model_max_length: int = 2048) -> Any:
             @property
             def tokenizer(self) -> Any:
                 return self
+
+            def create_mm_token_type_ids(self, input_ids: list) -> list[list[int]]:
+                """Each id's modality as a Qwen-VL processor reports it (0 text, 1 image,
+                2 video): the generated vocabulary has no vision token, so every id of
+                it is text; an id beyond it is no token of ours (MiniMax-H3's text step
+                asks this for its prompt's ids)."""
+                size = len(self)
+                rows = [list(ids) for ids in input_ids]
+                stray = sorted({int(i) for row in rows for i in row if not 0 <= int(i) < size})
+                if stray:
+                    raise ValueError(f"ids {stray[:5]} are outside the {size}-id vocabulary")
+                return [[0] * len(row) for row in rows]
 
         _TOKENIZER_PROCESSOR_CLASSES[base] = TextOnlyProcessorWithTokenizer
     tok.__class__ = _TOKENIZER_PROCESSOR_CLASSES[base]
