@@ -20,6 +20,14 @@ users do with the many T2V LoRAs; the mixin pads such a file with zero image-bra
 (``_maybe_expand_t2v_lora_for_i2v``). ``peft``: diffusers-named, alpha 2 in the header
 where read; ``original-downup-diff_b``: original names with ``.diff_b`` biases, no alpha.
 Valid: the file's effect on the modules it names (biases too), the image branch untouched.
+
+``norm_diffs[<layout>-with-<fill>norm-diff]``: what Wan LoRA extractions ship besides the
+pairs (:mod:`harness.scenarios.wan_norm_diffs`): the layout's complete file, no alpha, plus a
+full difference for every norm parameter of each block (original names:
+``blocks.N.norm3.diff`` / ``.diff_b``, ``self_attn.norm_q.diff``, ``norm_k``, the
+cross-attention's, I2V's ``norm_k_img``), random (a trained norm) or all zero (what
+diffusers' converter assumes they are). Valid: the pairs' effect, and each norm parameter at
+pristine + difference; a norm left pristine is DROPPED_KEYS unless a warning named its key.
 """
 
 from __future__ import annotations
@@ -33,12 +41,19 @@ from harness.drivers.lora import judge_biases, judge_load
 from harness.inputs.families.layouts import LAYOUTS, expand
 from harness.scenarios.families import load_source
 from harness.scenarios.lora import refuse_unfilled_layers
+from harness.scenarios.wan_norm_diffs import judge_norm_diffs, norm_diff_file, norm_params
 
 ROWS = {"transformer_2": {"load_into_transformer_2": True}, "transformer": {}}
 ADAPTER = "style"
 T2V_FILES = ("peft", "original-downup-diff_b")
 #: The I2V cross-attention's image projections (what a T2V file has no pair for).
 IMAGE_BRANCH = (".add_k_proj", ".add_v_proj")
+#: Norm-difference rows: id -> (family row, layout of the pairs, how differences are filled).
+NORM_DIFF_ROWS = {
+    "wan-original-downup-with-norm-diff": ("wan", "wan-original-downup", "random"),
+    "wan-original-downup-with-zero-norm-diff": ("wan", "wan-original-downup", "zero"),
+    "wan-i2v-original-downup-with-norm-diff": ("wan-i2v", "wan-i2v-original-downup", "random"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +120,25 @@ def test_t2v_into_i2v(compat, family_scene, tmp_path, kind: str) -> None:
         bias_status = judge_biases(compat, scene, ref, scene.observe_bias(pipe), msgs)
         status = "OK-reported" if "reported" in (status + bias_status) else status
     compat.detail(status=status)
+
+
+@pytest.mark.parametrize("row", list(NORM_DIFF_ROWS))
+def test_norm_diffs(compat, family_scene, tmp_path, row: str) -> None:
+    """The pairs act as the reference and every norm parameter moves by its difference."""
+    family, layout_row, fill = NORM_DIFF_ROWS[row]
+    compat.param(family=family, kind=f"norm-diff-{fill}", format=layout_row)
+    scene = family_scene(family)
+    compat.detail(**scene.build_info)
+    compat.valid_input(f"{layout_row} file with {fill} norm differences (Wan extractions)")
+    file = norm_diff_file(scene, layout_row, fill, seed=9)
+    path = file.built.save(tmp_path)
+    compat.detail(n_keys=len(file.built.state_dict), norm_keys=len(file.norms.entries))
+    pipe = scene.fresh()
+    before = norm_params(pipe, scene, file)
+    with compat.library_call(names=file.names()) as msgs:
+        pipe.load_lora_weights(str(tmp_path), weight_name=path.name, adapter_name=ADAPTER)
+    refuse_unfilled_layers(compat, pipe, "the load", "after ")
+    comparisons = scene.compare(scene.observe(pipe), file.ref)
+    status = judge_load(file.ref, comparisons, msgs, [], compat, scene.classes)
+    norm_status = judge_norm_diffs(compat, file, before, norm_params(pipe, scene, file), msgs)
+    compat.detail(status="OK-reported" if "reported" in (status + norm_status) else status)

@@ -17,6 +17,15 @@ Runs the real checks of ``suites/families`` in-process against a monkeypatched d
 * ``t2v-padding``: the mixin pads a T2V file's image branch with the text key / value
   pairs instead of zeros: both ``t2v_into_i2v`` rows WRONG_RESULT (the image projections
   move), the two-expert default row green.
+
+Norm ``.diff`` keys (``norm_diffs[...]``): every release with the converter drops them
+(0.42.1 pops them at ``logger.debug``), so there the unpatched rows with random
+differences are red (DROPPED_KEYS, naming the keys) and the all-zero row green. The
+self-test plants a release that applies them (the converter hands each norm difference to
+the parameter diffusers names it by, ``load_lora_weights`` adds it after the load): both
+random rows turn green; the same release losing the ``norm3`` keys (``converter-drops-norm3``)
+or swapping ``norm_q`` / ``norm_k`` turns them red again (DROPPED_KEYS / WRONG_RESULT),
+the zero row green throughout.
 """
 
 from __future__ import annotations
@@ -144,3 +153,114 @@ def test_planted_bug_turns_its_rows_red(
     others = run_checks(suite, green, tmp_path / f"{key}-others.jsonl")
     shown = json.dumps(verdicts(others), indent=1)
     assert others and all(r["verdict"] == "pass" for r in others), shown
+
+
+# --------------------------------------------------------------------------- norm differences
+NORM_ROWS = "norm_diffs"
+NORM_RANDOM = (
+    "norm_diffs[wan-original-downup-with-norm-diff]",
+    "norm_diffs[wan-i2v-original-downup-with-norm-diff]",
+)
+NORM_ZERO = "norm_diffs[wan-original-downup-with-zero-norm-diff]"
+#: How a fixed release would name Wan's norm parameters (diffusers' single-file Wan
+#: conversion: ``norm3`` is diffusers' ``norm2``; written here, not imported, as a plant).
+_NORM_RENAMES = (
+    (".self_attn.", ".attn1."),
+    (".cross_attn.", ".attn2."),
+    (".norm_k_img.", ".norm_added_k."),
+    (".norm3.", ".norm2."),
+)
+
+
+def _norm_param(key: str, swap_qk: bool) -> str:
+    name = key.removeprefix("diffusion_model.")
+    name = name.removesuffix(".diff_b") + ".bias" if name.endswith(".diff_b") else name
+    name = name.removesuffix(".diff") + ".weight" if name.endswith(".diff") else name
+    for old, new in _NORM_RENAMES:
+        name = name.replace(old, new)
+    if swap_qk:
+        name = name.replace(".norm_q.", ".norm_TMP.").replace(".norm_k.", ".norm_q.")
+        name = name.replace(".norm_TMP.", ".norm_k.")
+    return name
+
+
+def plant_applies_norm_diffs(
+    monkeypatch: pytest.MonkeyPatch, skip: tuple[str, ...] = (), swap_qk: bool = False
+) -> None:
+    """A release that applies norm differences: the converter keeps each one (less keys
+    containing a ``skip`` marker) for the parameter it names, and ``load_lora_weights``
+    adds them to the transformer after the LoRA load."""
+    import torch
+    from diffusers.loaders import lora_pipeline
+
+    pending: dict[str, torch.Tensor] = {}
+    original_converter = getattr(lora_pipeline, WAN_ORIGINAL)
+
+    def converter(state_dict, *args, **kwargs):
+        for key, value in state_dict.items():
+            is_norm_diff = "norm" in key and key.endswith((".diff", ".diff_b"))
+            if is_norm_diff and not any(m in key for m in skip):
+                pending[_norm_param(key, swap_qk)] = value.detach().clone()
+        return original_converter(state_dict, *args, **kwargs)
+
+    mixin = lora_pipeline.WanLoraLoaderMixin
+    original_load = mixin.load_lora_weights
+
+    def load_lora_weights(self, *args, **kwargs):
+        pending.clear()
+        original_load(self, *args, **kwargs)
+        params = dict(self.transformer.named_parameters())
+        with torch.no_grad():
+            for path, diff in pending.items():
+                params[path].add_(diff.to(params[path].dtype))
+
+    monkeypatch.setattr(lora_pipeline, WAN_ORIGINAL, converter)
+    monkeypatch.setattr(mixin, "load_lora_weights", load_lora_weights)
+
+
+#: plant -> (install, outcome of the random rows: "pass" or the red outcome).
+NORM_PLANTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
+    "applied": (plant_applies_norm_diffs, "pass"),
+    "converter-drops-norm3": (
+        lambda mp: plant_applies_norm_diffs(mp, skip=(".norm3.",)),
+        "DROPPED_KEYS",
+    ),
+    "applied-q-k-swapped": (lambda mp: plant_applies_norm_diffs(mp, swap_qk=True), "WRONG_RESULT"),
+}
+
+
+def _norm_records(tmp_path: Path, name: str) -> dict[str, dict]:
+    records = run_checks(VARIANTS_SUITE, NORM_ROWS, tmp_path / f"{name}.jsonl")
+    return {r["check_id"].split("::")[-1]: r for r in records}
+
+
+def test_norm_diffs_unpatched_dropped_silently(tmp_path: Path) -> None:
+    """The library finding, as 0.42.1 has it: random norm differences dropped without a
+    warning (named in the verdict), all-zero ones harmless."""
+    records = _norm_records(tmp_path, "norm-clean")
+    shown = json.dumps({k: f"{r['verdict']}:{r['observed']}" for k, r in records.items()})
+    assert set(records) == {*NORM_RANDOM, NORM_ZERO}, shown
+    assert records[NORM_ZERO]["verdict"] == "pass", shown
+    for row in NORM_RANDOM:
+        assert (records[row]["verdict"], records[row]["observed"]) == (
+            "regression",
+            "DROPPED_KEYS",
+        ), shown
+        message = records[row]["message"]
+        assert "norm3.diff" in message and "norm difference" in message, message
+
+
+@pytest.mark.parametrize("key", list(NORM_PLANTS))
+def test_planted_norm_diff_release(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant, outcome = NORM_PLANTS[key]
+    plant(monkeypatch)
+    records = _norm_records(tmp_path, f"norm-{key}")
+    shown = json.dumps({k: f"{r['verdict']}:{r['observed']}" for k, r in records.items()})
+    assert records[NORM_ZERO]["verdict"] == "pass", shown
+    for row in NORM_RANDOM:
+        got = records[row]["verdict"] if outcome == "pass" else records[row]["observed"]
+        assert got == outcome, shown
+        if outcome != "pass":
+            assert records[row]["verdict"] == "regression", shown

@@ -21,7 +21,9 @@ FILE_DTYPES = ("float32", "float16", "bfloat16")
 
 #: Groups a tiny (narrow) model cannot take in a fused format: diffusers' Flux converters
 #: split ``linear1`` with the hard-coded real widths 3072 x 3 + 12288. They are covered at
-#: real width by the full-scale detector check instead.
+#: real width by the full-scale detector check instead. Only parts of unequal widths need
+#: them: the q/k/v rows alone (XLabs' ``qkv_lora``) are split in equal thirds of the up
+#: matrix, which a tiny model takes.
 REAL_WIDTH_ONLY = ("linear1",)
 
 
@@ -63,6 +65,7 @@ def candidates(
             and fmt.native_fused
             and group.fused
             and group.native.rsplit(".", 1)[-1] in REAL_WIDTH_ONLY
+            and len(set(group.widths)) > 1
         ):
             continue
         out.append((group, parts))

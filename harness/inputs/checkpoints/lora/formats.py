@@ -63,13 +63,23 @@ _TE_TARGET = re.compile(
 _FLUX_ATTN = re.compile(
     r"attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$"
 )
-#: XLabs trains the double-stream attention only: qkv_lora1/2, proj_lora1/2.
-_XLABS_NAMES = {
-    "img_attn.qkv": "qkv_lora1",
-    "txt_attn.qkv": "qkv_lora2",
-    "img_attn.proj": "proj_lora1",
-    "txt_attn.proj": "proj_lora2",
+#: XLabs (x-flux ``src/flux/modules/layers.py``) trains attention through processors:
+#: ``DoubleStreamBlockLoraProcessor`` (qkv_lora1/2 on ``img_attn.qkv`` / ``txt_attn.qkv``,
+#: proj_lora1/2 on the projections) and, since x-flux's "single_blocks" training option
+#: (2024-09), ``SingleStreamBlockLoraProcessor``: ``qkv_lora`` adds to the q/k/v rows of
+#: ``linear1`` only (not ``proj_mlp``), ``proj_lora`` (15360 -> 3072) to ``linear2``. Keys:
+#: ``<blocks>.N.processor.<name>.down/up.weight``. BFL block kind -> BFL layer -> name.
+_XLABS_NAMES: dict[str, dict[str, str]] = {
+    "double_blocks": {
+        "img_attn.qkv": "qkv_lora1",
+        "txt_attn.qkv": "qkv_lora2",
+        "img_attn.proj": "proj_lora1",
+        "txt_attn.proj": "proj_lora2",
+    },
+    "single_blocks": {"linear1": "qkv_lora", "linear2": "proj_lora"},
 }
+#: The rows of a fused BFL layer XLabs' processors do not train (``linear1``'s MLP input).
+_XLABS_UNTRAINED = re.compile(r"^single_transformer_blocks\.\d+\.proj_mlp$")
 
 
 #: Optional families: name -> what it adds. ``group`` families are model layers (selected
@@ -78,18 +88,24 @@ _XLABS_NAMES = {
 FAMILIES: dict[str, str] = {
     "embedders": "group",
     "final-layer": "group",
+    "single-blocks": "group",
     "biases": "key",
     "t5": "key",
 }
-#: BFL names of the Flux layers outside the blocks, by family.
+#: BFL names of the Flux layers outside the blocks, by family, and of the single-stream
+#: blocks: a family only for formats that list it as optional (XLabs files carry single
+#: blocks only when trained with x-flux's ``single_blocks`` option; the XLabs collection's
+#: files have double blocks only). Every other format writes them in ``complete``.
 _FLUX_FAMILY_NATIVE: dict[str, tuple[str, ...]] = {
     "embedders": ("img_in", "txt_in", "time_in.", "vector_in.", "guidance_in."),
     "final-layer": ("final_layer.",),
+    "single-blocks": ("single_blocks.",),
 }
 
 
 def family_of(arch: str, group: Group) -> str | None:
-    """The optional family a (native) group belongs to, ``None`` for block layers."""
+    """The family a (native) group belongs to, ``None`` for double-block layers; it makes
+    the group optional only in formats that list the family in ``optional``."""
     if arch != "flux" or group.component != "transformer":
         return None
     for family, prefixes in _FLUX_FAMILY_NATIVE.items():
@@ -256,11 +272,16 @@ def _mixture_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
 
 
 def _xlabs_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
-    if group.component != "transformer" or not group.native.startswith("double_blocks."):
+    if group.component != "transformer" or group.native.count(".") < 2:
         return None
-    _, idx, rest = group.native.split(".", 2)
-    name = _XLABS_NAMES.get(rest)
-    return None if name is None else f"double_blocks.{idx}.processor.{name}"
+    kind, idx, rest = group.native.split(".", 2)
+    name = _XLABS_NAMES.get(kind, {}).get(rest)
+    return None if name is None else f"{kind}.{idx}.processor.{name}"
+
+
+def _xlabs_filter(arch: str, component: str, path: str) -> bool:
+    """The rows XLabs' processors train: every part but ``linear1``'s MLP input."""
+    return not _XLABS_UNTRAINED.search(path)
 
 
 def _kohya_diffusers_stem(arch: str, group: Group, layout: ModelLayout) -> str | None:
@@ -494,9 +515,13 @@ FORMATS: dict[str, LoraFormat] = {
             alpha=False,
             stem=_xlabs_stem,
             pattern=re.compile(
-                r"^(diffusion_model\.)?double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]\.(down|up)\.weight$"
+                r"^(diffusion_model\.)?(double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]"
+                r"|single_blocks\.\d+\.processor\.(qkv|proj)_lora)\.(down|up)\.weight$"
             ),
-            description="XLabs: `double_blocks.N.processor.qkv_lora1.down.weight` (no alpha)",
+            description="XLabs: `double_blocks.N.processor.qkv_lora1.down.weight` (no alpha); "
+            "optional `single_blocks.N.processor.qkv_lora` / `proj_lora`",
+            part_filter=_xlabs_filter,
+            optional=("single-blocks",),
         ),
         # ------------------------------------------------------------- extensions
         LoraFormat(
@@ -646,6 +671,22 @@ def split_group(group: Group, parts: tuple[str, ...] | None = None) -> list[Grou
     return out
 
 
+def rows_of(group: Group, parts: tuple[str, ...]) -> Group:
+    """The rows of ``parts`` of a fused group, as the group a fused format stores when its
+    trainer trains only those rows of the layer (XLabs' single-block ``qkv_lora``: the
+    q/k/v rows of ``linear1``, an up matrix 3 x width high). Same native name."""
+    widths = dict(zip(group.parts, group.widths, strict=True))
+    return Group(
+        group.component,
+        group.native,
+        parts,
+        tuple(widths[p] for p in parts),
+        group.in_features,
+        group.kernel,
+        group.permute,
+    )
+
+
 def expressible(
     fmt: LoraFormat, arch: str, layout: ModelLayout, families: Iterable[str] = ()
 ) -> list[tuple[Group, tuple[str, ...]]]:
@@ -665,6 +706,8 @@ def expressible(
         if fmt.native_fused:
             if fmt.stem(arch, group, layout) is None:
                 continue
+            if parts != group.parts:
+                group = rows_of(group, parts)
         else:
             parts = tuple(
                 p.parts[0]
