@@ -24,10 +24,25 @@ BACKEND_ENV = "ADAPTER_COMPAT_COMPILE_BACKEND"
 DEFAULT_BACKEND = {"cuda": "inductor", "cpu": "aot_eager"}
 
 
+#: Families whose compiled hot-swap chain runs (``suites/families/test_hotswap.py``
+#: parametrises by it): the ones users load most; tiny denoisers, 2-6 s each with
+#: ``aot_eager`` (``suites/families/README.md``, hot-swap).
+FAMILY_HOTSWAP: tuple[str, ...] = (
+    "wan",
+    "qwenimage",
+    "flux2",
+    "ltxvideo",
+    "zimage",
+    "hunyuanvideo",
+)
+
 #: Compile checks in the default CPU grid (no opt-in): node name -> the backend they were
 #: sized for. With another backend forced (``ADAPTER_COMPAT_COMPILE_BACKEND=inductor``)
 #: they are opt-in again, like the rest.
-CPU_DEFAULT: dict[str, str] = {"test_compiled_hotswap[sd15]": "aot_eager"}
+CPU_DEFAULT: dict[str, str] = {
+    "test_compiled_hotswap[sd15]": "aot_eager",
+    **{f"test_hotswap_enabled_compiled[{family}]": "aot_eager" for family in FAMILY_HOTSWAP},
+}
 
 
 def runs_by_default(node_name: str, device: torch.device | str) -> bool:

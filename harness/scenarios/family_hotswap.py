@@ -1,23 +1,68 @@
 """Hot-swap on a family pipeline: whether the release offers it, how each file reaches
-``load_lora_weights``, and what a swap left behind.
+``load_lora_weights``, what a swap left behind, and the swap chain run after
+``enable_lora_hotswap`` (eager and with a compiled denoiser).
 
 The rules are the lifecycle suite's (``suites/lifecycle/test_hotswap.py``): a swap the
-documentation promises (same keys, same rank) must leave the adapter acting as a fresh
-load of the new file; modules that still act as the old file are STALE_STATE, a second
-adapter next to the swapped one too. Here they are applied to one family component,
-probed with the family scene (:class:`~harness.scenarios.families.FamilyScene`).
+documentation promises (same keys, same rank; another rank or alpha after
+``enable_lora_hotswap(target_rank=...)``) must leave the adapter acting as a fresh load of
+the new file; modules that still act as the old file are STALE_STATE, a second adapter
+next to the swapped one too. Here they are applied to one family component, probed with
+the family scene (:class:`~harness.scenarios.families.FamilyScene`); the compiled rows
+judge one denoising step of the complete pipeline instead
+(:mod:`harness.scenarios.family_steps`), since only a forward through the compiled graph
+can show what the graph computes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from harness.drivers.lifecycle import has_hotswap
 from harness.drivers.probe import accepts
-from harness.inputs.families.lora_files import FamilyLora
+from harness.inputs.checkpoints.lora.layouts import layout_of
+from harness.inputs.families.components import FamilyPipeline
+from harness.inputs.families.lora_files import (
+    ADAPTER_METADATA_KEY,
+    FamilyLora,
+    block_targets,
+    write_lora,
+)
+from harness.inputs.families.table import Family
 from harness.oracles.lora import Reference
-from harness.scenarios.families import FamilyScene, load_source
+from harness.oracles.lora_merge import merge_reference, step_agreement
+from harness.oracles.lora_peft import adapter_metadata, peft_reference
+from harness.scenarios.families import ALPHA, RANK, FamilyScene, load_source, reads_adapter_metadata
+from harness.scenarios.family_steps import family_step
+
+
+@dataclass(frozen=True)
+class SwapFile:
+    """One file of a swap chain: its seed (values), rank and header alpha."""
+
+    seed: int
+    rank: int
+    alpha: float
+
+    def label(self) -> str:
+        return f"rank {self.rank}, alpha {self.alpha:g}"
+
+
+#: ``enable_lora_hotswap(target_rank=...)``: above every file's rank, so the padding stays
+#: in the model after each swap and a scale read off the padded rank (alpha / 16 instead
+#: of alpha / rank) shows in the effect.
+TARGET_RANK = 16
+#: The adapter loaded first (the family suite's complete file: rank 4, alpha 2).
+FIRST = SwapFile(seed=6, rank=RANK, alpha=ALPHA)
+#: Hot-swapped into it in turn: a larger rank (padded rows 8-15 stay), then back to rank 4
+#: with another alpha (rows 4-7 of the rank-8 file must be cleared, the scale must change).
+CHAIN: tuple[SwapFile, ...] = (
+    SwapFile(seed=7, rank=2 * RANK, alpha=ALPHA),
+    SwapFile(seed=8, rank=RANK, alpha=3 * ALPHA),
+)
 
 
 def hotswap_missing(pipe: Any) -> str | None:
@@ -28,6 +73,22 @@ def hotswap_missing(pipe: Any) -> str | None:
         return "load_lora_weights(hotswap=True) needs diffusers >= 0.33 and peft > 0.14"
     if not accepts(type(pipe).load_lora_weights, "hotswap"):
         return f"{type(pipe).__name__}.load_lora_weights has no hotswap parameter here"
+    return None
+
+
+def enable_missing(pipe: Any, component: str) -> str | None:
+    """Why ``pipe.enable_lora_hotswap(target_rank=...)`` cannot prepare ``component`` here
+    (None when it can): the pipeline's method forwards to every loadable component that
+    has its own ``enable_lora_hotswap`` and skips the others without a word."""
+    missing = hotswap_missing(pipe)
+    if missing:
+        return missing
+    model = getattr(pipe, component)
+    method = getattr(model, "enable_lora_hotswap", None)
+    if not callable(method):
+        return f"{type(model).__name__} has no enable_lora_hotswap in this release"
+    if not accepts(method, "target_rank"):
+        return f"{type(model).__name__}.enable_lora_hotswap takes no target_rank here"
     return None
 
 
@@ -48,10 +109,79 @@ def adapter_names(pipe: Any, component: str) -> list[str]:
     return sorted(config)
 
 
-def still_first(scene: FamilyScene, pipe: Any, first: Reference, second: Reference) -> list[str]:
-    """Modules that act as the first file's reference and not as the second's: what a
-    swap kept of the old adapter."""
+def adapter_rank(pipe: Any, component: str, adapter: str) -> int | None:
+    """The rank the adapter's config reports (for the record: after ``enable_lora_hotswap``
+    it is the padded rank, which a later ``save_lora_weights`` writes: lifecycle finding 5)."""
+    config = (getattr(getattr(pipe, component), "peft_config", None) or {}).get(adapter)
+    return getattr(config, "r", None)
+
+
+def still_acting(scene: FamilyScene, pipe: Any, old: Reference, new: Reference) -> list[str]:
+    """Modules that act as the ``old`` file's reference and not as the ``new`` one's: what
+    a swap kept of the adapter it replaced."""
     observed = scene.observe(pipe)
-    old = scene.compare(observed, first)[scene.component]
-    new = scene.compare(observed, second)[scene.component]
-    return sorted(set(old.matched) - set(new.matched))
+    was = scene.compare(observed, old)[scene.component]
+    now = scene.compare(observed, new)[scene.component]
+    return sorted(set(was.matched) - set(now.matched))
+
+
+def step_lora(pipe: Any, family: Family, file: SwapFile) -> tuple[FamilyLora, Reference]:
+    """``file`` written for the denoiser of a complete pipeline (every block Linear, as the
+    family rows; the alpha goes into the header only where the release reads it) and its
+    reference read back from the file alone."""
+    attr = family.attr
+    layers = layout_of(getattr(pipe, attr))
+    targets = block_targets(layers, family.blocks)
+    if not targets:  # the table's block prefixes match nothing: our bug
+        raise RuntimeError(f"{family.name}: no Linear under {family.blocks}")
+    alpha = file.alpha if reads_adapter_metadata() else None
+    built = write_lora(attr, targets, file.rank, alpha, file.seed)
+    meta = adapter_metadata(built.header, ADAPTER_METADATA_KEY)
+    ref = peft_reference(built.state_dict, attr, layers.layers, meta)
+    if ref.unknown_keys or len(ref.terms) != len(targets):  # writer and reference disagree
+        raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")
+    return built, ref
+
+
+@dataclass
+class StepVerdict:
+    """A step after a swap against the merge of the new file (``error``), the merge of the
+    file it replaced (``error_old``) and the size of the new file's effect."""
+
+    error: float
+    error_old: float
+    effect: float
+    tolerance: float
+
+    @property
+    def matches(self) -> bool:
+        return self.error <= self.tolerance
+
+    @property
+    def stale(self) -> bool:
+        return not self.matches and self.error_old <= self.tolerance
+
+
+def merged_step(
+    fresh: Any, family: Family, spec: FamilyPipeline, ref: Reference, embeds: Any
+) -> torch.Tensor:
+    """One step of ``fresh`` (a LoRA-free copy) with the reference deltas merged into its
+    denoiser's weights: what a step with the file loaded must give."""
+    merge_reference(getattr(fresh, family.attr), ref, family.attr)
+    return family_step(fresh, spec, seed=0, embeds=embeds)
+
+
+def judge_step(
+    got: torch.Tensor,
+    want: torch.Tensor,
+    old: torch.Tensor,
+    pristine: torch.Tensor,
+    relative_tolerance: float,
+) -> StepVerdict:
+    """How far ``got`` is from the new file's merged step and from the old one's, with the
+    smoke suite's tolerance (a fraction of the new file's effect on the step)."""
+    error, effect = step_agreement(got, want, pristine)
+    error_old, _ = step_agreement(got, old, pristine)
+    if effect == 0.0:  # our merge changed nothing: the comparison would mean nothing
+        raise RuntimeError("the reference merge is a no-op on the step")
+    return StepVerdict(error, error_old, effect, relative_tolerance * effect)
