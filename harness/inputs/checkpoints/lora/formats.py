@@ -103,13 +103,21 @@ _FLUX_FAMILY_NATIVE: dict[str, tuple[str, ...]] = {
 }
 
 
-def family_of(arch: str, group: Group) -> str | None:
-    """The family a (native) group belongs to, ``None`` for double-block layers; it makes
-    the group optional only in formats that list the family in ``optional``."""
+#: Group families that are a family only for a format listing them in ``optional``; for
+#: every other format (and for callers that name none) they are plain block layers.
+_FORMAT_ONLY_FAMILIES = frozenset({"single-blocks"})
+
+
+def family_of(arch: str, group: Group, fmt: LoraFormat | None = None) -> str | None:
+    """The family a (native) group belongs to, ``None`` for block layers; it makes the
+    group optional only in formats that list the family in ``optional``. Single blocks
+    are a family only for ``fmt`` listing them (XLabs), else block layers."""
     if arch != "flux" or group.component != "transformer":
         return None
     for family, prefixes in _FLUX_FAMILY_NATIVE.items():
         if group.native.startswith(prefixes):
+            if family in _FORMAT_ONLY_FAMILIES and (fmt is None or family not in fmt.optional):
+                return None
             return family
     return None
 
@@ -697,7 +705,7 @@ def expressible(
     for group in native_groups(arch, layout):
         if fmt.magnitude and group.kernel != (0, 0):
             continue  # DoRA: Linear layers only (see LoraFormat.magnitude)
-        family = family_of(arch, group)
+        family = family_of(arch, group, fmt)
         if family in fmt.optional and family not in wanted:
             continue
         parts = tuple(p for p in group.parts if fmt.part_filter(arch, group.component, p))
