@@ -23,19 +23,14 @@ import torch
 
 from harness.drivers.lifecycle import has_hotswap
 from harness.drivers.probe import accepts
-from harness.inputs.checkpoints.lora.layouts import layout_of
 from harness.inputs.families.components import FamilyPipeline
 from harness.inputs.families.lora_files import (
-    ADAPTER_METADATA_KEY,
     FamilyLora,
-    block_targets,
-    write_lora,
 )
 from harness.inputs.families.table import Family
 from harness.oracles.lora import Reference
 from harness.oracles.lora_merge import merge_reference, step_agreement
-from harness.oracles.lora_peft import adapter_metadata, peft_reference
-from harness.scenarios.families import ALPHA, RANK, FamilyScene, load_source, reads_adapter_metadata
+from harness.scenarios.families import ALPHA, RANK, FamilyScene, load_source
 from harness.scenarios.family_steps import family_step
 
 
@@ -123,24 +118,6 @@ def still_acting(scene: FamilyScene, pipe: Any, old: Reference, new: Reference) 
     was = scene.compare(observed, old)[scene.component]
     now = scene.compare(observed, new)[scene.component]
     return sorted(set(was.matched) - set(now.matched))
-
-
-def step_lora(pipe: Any, family: Family, file: SwapFile) -> tuple[FamilyLora, Reference]:
-    """``file`` written for the denoiser of a complete pipeline (every block Linear, as the
-    family rows; the alpha goes into the header only where the release reads it) and its
-    reference read back from the file alone."""
-    attr = family.attr
-    layers = layout_of(getattr(pipe, attr))
-    targets = block_targets(layers, family.blocks)
-    if not targets:  # the table's block prefixes match nothing: our bug
-        raise RuntimeError(f"{family.name}: no Linear under {family.blocks}")
-    alpha = file.alpha if reads_adapter_metadata() else None
-    built = write_lora(attr, targets, file.rank, alpha, file.seed)
-    meta = adapter_metadata(built.header, ADAPTER_METADATA_KEY)
-    ref = peft_reference(built.state_dict, attr, layers.layers, meta)
-    if ref.unknown_keys or len(ref.terms) != len(targets):  # writer and reference disagree
-        raise RuntimeError(f"reference could not place: {sorted(ref.unknown_keys)[:5]}")
-    return built, ref
 
 
 @dataclass

@@ -143,17 +143,18 @@ def scale_kwarg(pipe: Any) -> str | None:
     return next((k for k in SCALE_KWARGS if k in params), None)
 
 
-def complete_lora(pipe: Any, family: Family, seed: int = 0) -> tuple[FamilyLora, Reference]:
+def complete_lora(
+    pipe: Any, family: Family, seed: int = 0, rank: int = RANK, alpha: float = ALPHA
+) -> tuple[FamilyLora, Reference]:
     """The family suite's ``complete`` file for this pipeline's denoiser (every Linear in
-    the blocks, rank 4, alpha 2 in the header where the release reads it) and its
-    reference read back from the file alone."""
+    the blocks; rank 4, alpha 2 unless given; the alpha in the header only where the
+    release reads it) and its reference read back from the file alone."""
     attr = family.attr
     layers = layout_of(getattr(pipe, attr))
     targets = block_targets(layers, family.blocks)
     if not targets:  # the table's block prefixes match nothing: our bug
         raise RuntimeError(f"{family.name}: no Linear under {family.blocks}")
-    alpha = ALPHA if reads_adapter_metadata() else None
-    built = write_lora(attr, targets, RANK, alpha, seed)
+    built = write_lora(attr, targets, rank, alpha if reads_adapter_metadata() else None, seed)
     meta = adapter_metadata(built.header, ADAPTER_METADATA_KEY)
     ref = peft_reference(built.state_dict, attr, layers.layers, meta)
     if ref.unknown_keys or len(ref.terms) != len(targets):  # writer and reference disagree

@@ -47,10 +47,9 @@ from harness.scenarios.family_hotswap import (
     judge_step,
     load_args,
     merged_step,
-    step_lora,
     still_acting,
 )
-from harness.scenarios.family_steps import family_step, prompt_embeds
+from harness.scenarios.family_steps import complete_lora, family_step, prompt_embeds
 
 ADAPTER = "a"
 NAMES = list(FAMILIES)
@@ -247,7 +246,9 @@ def _compiled_chain(
             return merged_step(zoo.get(family), fam, spec, ref, embeds)
 
     # Written from the denoiser's own layout, before it is wrapped by the compile.
-    (built, ref), *chain = [step_lora(pipe, fam, file) for file in (FIRST, *CHAIN)]
+    (built, ref), *chain = [
+        complete_lora(pipe, fam, file.seed, file.rank, file.alpha) for file in (FIRST, *CHAIN)
+    ]
     source, kwargs = load_args(built, tmp_path / "first")
     compat.valid_input(
         f"a padded hot-swap chain after enable_lora_hotswap(target_rank={TARGET_RANK}) on a "
