@@ -1561,8 +1561,9 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
     # RFD4-Proteina (proteins): no text; the call is the prepared molecular tensors of one
     # 6-residue chain (``protein_call``). The table's autoencoder (latent 4 = the
     # denoiser's; its ``atom37_mask`` has a row for each of the 147 residue classes, as the
-    # decoder indexes it by the predicted class). Two schedulers, one per modality (backbone: log times, tan
-    # noise; local latents: power times, 1/t noise), no finer tail intervals: the number
+    # decoder indexes it by the predicted class). Two schedulers, one per modality
+    # (backbone: log times, tan noise; local latents: power times, 1/t noise), no finer
+    # tail intervals: the number
     # of steps is ``len(recycle_depths)``, so ``[1]`` is one step with one trunk pass.
     # There is no latent output type: the step is the final backbone (3), local latents
     # (4) and sequence logits (147) per residue -> (1, 6, 154); ``coords_nm`` and
