@@ -45,8 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def compile_opted_in(config: pytest.Config, device_type: str) -> bool:
     """Compile checks cost 15 s - 4 min each on a CPU runner (inductor builds C++), so a CPU
     cell runs them only when asked (``-m compile`` or ``ADAPTER_COMPAT_COMPILE=1``); on CUDA
-    they are part of every run. The one exception, a compiled hot-swap with ``aot_eager``,
-    is listed in ``harness.cell.compiling.CPU_DEFAULT``."""
+    they are part of every run. The exceptions, compiled hot-swaps with ``aot_eager``
+    (SD1.5 and six families, seconds each), are listed in
+    ``harness.cell.compiling.CPU_DEFAULT``."""
     markexpr = str(config.getoption("markexpr", "") or "")
     asked = "compile" in markexpr and "not compile" not in markexpr
     return device_type == "cuda" or asked or os.environ.get(COMPILE_ENV) == "1"

@@ -24,9 +24,7 @@ import torch
 from harness.drivers.lifecycle import has_hotswap
 from harness.drivers.probe import accepts
 from harness.inputs.families.components import FamilyPipeline
-from harness.inputs.families.lora_files import (
-    FamilyLora,
-)
+from harness.inputs.families.lora_files import FamilyLora
 from harness.inputs.families.table import Family
 from harness.oracles.lora import Reference
 from harness.oracles.lora_merge import merge_reference, step_agreement

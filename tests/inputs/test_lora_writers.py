@@ -37,34 +37,7 @@ from harness.oracles.lora import (  # noqa: E402
     effective_weight,
     parse,
 )
-
-D = 8  # inner width of the hand-made Flux layout; proj_mlp is 4 * D
-HEAD = 4  # its head dimension (width of the q/k RMSNorm scales)
-
-
-def flux_layout() -> dict[str, ComponentLayout]:
-    layers = {
-        "transformer_blocks.0.attn.to_q": Layer(D, D),
-        "transformer_blocks.0.attn.to_k": Layer(D, D),
-        "transformer_blocks.0.attn.to_v": Layer(D, D),
-        "transformer_blocks.0.attn.to_out.0": Layer(D, D),
-        "transformer_blocks.0.attn.add_q_proj": Layer(D, D),
-        "transformer_blocks.0.attn.add_k_proj": Layer(D, D),
-        "transformer_blocks.0.attn.add_v_proj": Layer(D, D),
-        "transformer_blocks.0.attn.to_add_out": Layer(D, D),
-        "single_transformer_blocks.0.attn.to_q": Layer(D, D),
-        "single_transformer_blocks.0.attn.to_k": Layer(D, D),
-        "single_transformer_blocks.0.attn.to_v": Layer(D, D),
-        "single_transformer_blocks.0.proj_mlp": Layer(D, 4 * D),
-        "single_transformer_blocks.0.proj_out": Layer(5 * D, D),
-        "norm_out.linear": Layer(D, 2 * D),
-        "x_embedder": Layer(4, D),
-    }
-    te = {"text_model.encoder.layers.0.self_attn.q_proj": Layer(4, 4)}
-    return {
-        "transformer": ComponentLayout(layers, {"attention_head_dim": HEAD}),
-        "text_encoder": ComponentLayout(te),
-    }
+from tests.inputs.tiny_flux_layout import HEAD, D, flux_layout  # noqa: E402
 
 
 def group(layout, native: str):

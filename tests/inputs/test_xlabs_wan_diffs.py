@@ -14,35 +14,12 @@ torch = pytest.importorskip("torch")
 
 from harness.inputs.checkpoints.lora.cases import candidates, full_case, realise  # noqa: E402
 from harness.inputs.checkpoints.lora.formats import FORMATS, expressible  # noqa: E402
-from harness.inputs.checkpoints.lora.layouts import ComponentLayout, Layer  # noqa: E402
 from harness.inputs.families.wan_norm_diffs import norm_diff_targets, write_norm_diffs  # noqa: E402
 from harness.oracles.lora import parse  # noqa: E402
 from harness.oracles.param_diffs import compare_params, expected_params  # noqa: E402
+from tests.inputs.tiny_flux_layout import D, flux_layout  # noqa: E402
 
-D = 8
 XLABS = FORMATS["xlabs"]
-
-
-def flux_layout() -> dict[str, ComponentLayout]:
-    """One double and one single block (mlp ratio 4), the final layer, a CLIP layer."""
-    layers = {
-        "transformer_blocks.0.attn.to_q": Layer(D, D),
-        "transformer_blocks.0.attn.to_k": Layer(D, D),
-        "transformer_blocks.0.attn.to_v": Layer(D, D),
-        "transformer_blocks.0.attn.to_out.0": Layer(D, D),
-        "transformer_blocks.0.attn.add_q_proj": Layer(D, D),
-        "transformer_blocks.0.attn.add_k_proj": Layer(D, D),
-        "transformer_blocks.0.attn.add_v_proj": Layer(D, D),
-        "transformer_blocks.0.attn.to_add_out": Layer(D, D),
-        "single_transformer_blocks.0.attn.to_q": Layer(D, D),
-        "single_transformer_blocks.0.attn.to_k": Layer(D, D),
-        "single_transformer_blocks.0.attn.to_v": Layer(D, D),
-        "single_transformer_blocks.0.proj_mlp": Layer(D, 4 * D),
-        "single_transformer_blocks.0.proj_out": Layer(5 * D, D),
-        "norm_out.linear": Layer(D, 2 * D),
-    }
-    te = {"text_model.encoder.layers.0.self_attn.q_proj": Layer(4, 4)}
-    return {"transformer": ComponentLayout(layers), "text_encoder": ComponentLayout(te)}
 
 
 def test_xlabs_single_blocks_are_optional() -> None:

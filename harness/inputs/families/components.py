@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from harness.inputs.families.table import FAMILIES
 from harness.inputs.models.specs import CLIP_BOS, CLIP_EOS, T5_CONFIG, TEXT_VOCAB, Component
 from harness.inputs.models.tokenizers import CHAT_STYLES
@@ -340,8 +342,6 @@ def protein_call(tokens: int) -> dict[str, Any]:
     every atom37 slot used, no sequence / interaction conditions (class 0), one molecule,
     bond path length ``|i - j|`` along the chain. What the preprocessor emits for a de novo
     design, without its package (the pipeline takes the tensors, not a file)."""
-    import torch
-
     chain = torch.arange(tokens)
     zeros = torch.zeros(1, tokens, dtype=torch.long)
     features: dict[str, torch.Tensor] = {
@@ -1485,9 +1485,9 @@ FAMILY_PIPELINES: dict[str, FamilyPipeline] = {
     # is the fewest the blocks accept: 124 frames (5 s at 24 fps, the shortest duration,
     # rounded up to 17 n + 5), an 8 x 8 canvas (the multiple 4 x patch 2), two inference
     # steps (the scheduler refuses one). The packed sequence: 7 text rows, 2 x 207 audio
-    # rows, 37 video rows of one patch each. The blocks always
-    # decode (``output_type`` "pt"); the step returns the state's video ``latents``
-    # (1, 4, 37, 2, 2); the audio latents are not compared.
+    # rows, 37 video rows of one patch each. The blocks always decode (``output_type``
+    # "pt"); the step returns the state's video ``latents`` (1, 4, 37, 2, 2); the audio
+    # latents are not compared.
     "minimax-h3": FamilyPipeline(
         "minimax-h3",
         {
